@@ -1,0 +1,46 @@
+"""mltrack: track what LLM calls cost and do, and write it into MLflow.
+
+Only the names in ``__all__`` (and the ``mltrack.testing`` module) are public; every other module is internal.
+Importing mltrack does not import mlflow, openai or anthropic.
+"""
+
+from __future__ import annotations
+
+from mltrack._version import __version__
+from mltrack.config import configure, get_config
+from mltrack.entry.context import track_llm_context
+from mltrack.entry.decorator import track
+from mltrack.entry.tracker import LLMTracker
+from mltrack.errors import BudgetExceededError, BudgetWarning, ConfigError
+from mltrack.instrumentation import detect_frameworks, instrument, uninstrument
+from mltrack.providers.anthropic import (
+    anthropic_prompt_extractor,
+    anthropic_response_extractor,
+    anthropic_token_extractor,
+)
+from mltrack.providers.openai import openai_prompt_extractor, openai_response_extractor, openai_token_extractor
+from mltrack.record import LLMCall
+from mltrack.writer import flush
+
+__all__ = [
+    "BudgetExceededError",
+    "BudgetWarning",
+    "ConfigError",
+    "LLMCall",
+    "LLMTracker",
+    "__version__",
+    "anthropic_prompt_extractor",
+    "anthropic_response_extractor",
+    "anthropic_token_extractor",
+    "configure",
+    "detect_frameworks",
+    "flush",
+    "get_config",
+    "instrument",
+    "openai_prompt_extractor",
+    "openai_response_extractor",
+    "openai_token_extractor",
+    "track",
+    "track_llm_context",
+    "uninstrument",
+]

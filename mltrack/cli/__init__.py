@@ -1,0 +1,1 @@
+"""The ``mltrack`` command line: report, pricing, cost, config check."""

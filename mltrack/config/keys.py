@@ -1,0 +1,85 @@
+"""The one table of config keys: it drives loading, validation, `mltrack config check`, the example and the docs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .kinds import Bool, Int, Kind, Number, Pricing, Providers, Str, Tags
+
+CONFIG_ENV = "MLTRACK_CONFIG"
+"""Env var holding the path of the config file (a missing file there is an error)."""
+
+ENABLED_ENVS = ("MLTRACK_ENABLED", "MLFLOW_ENABLED")
+"""The master switch: either set to false turns all tracking off."""
+
+FILE_NAMES = (".mltrack.yml", ".mltrack.yaml")
+"""File names searched from the working directory upwards, in this order within one directory."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its name, kind, default, env var, one-line doc and an example value for the docs."""
+
+    name: str
+    kind: Kind
+    default: Any
+    env: str | None
+    doc: str
+    example: Any = None
+    extension: bool = False  # not in the contract (§4); documented as an mltrack extension
+
+
+KEYS: tuple[Key, ...] = (
+    Key("tracking_uri", Str(), None, "MLFLOW_TRACKING_URI",
+        "MLflow tracking URI; unset: MLflow's own default (a local SQLite file).",
+        example="http://localhost:5000"),
+    Key("experiment_name", Str(), None, "MLTRACK_EXPERIMENT",
+        "MLflow experiment runs are logged to; unset: the active (or default) experiment.",
+        example="my-llm-app"),
+    Key("llm_tracking_enabled", Bool(), True, "MLTRACK_LLM_TRACKING_ENABLED",
+        "Log llm.* metrics, artifacts and spans; false keeps runs and execution_time_seconds only."),
+    Key("llm_log_prompts", Bool(), True, "MLTRACK_LLM_LOG_PROMPTS",
+        "Store prompt text as run artifacts under llm/; false: prompt text appears nowhere in MLflow."),
+    Key("llm_log_responses", Bool(), True, "MLTRACK_LLM_LOG_RESPONSES",
+        "Store response text as run artifacts under llm/; false: response text appears nowhere in MLflow."),
+    Key("llm_track_token_usage", Bool(), True, "MLTRACK_LLM_TRACK_TOKEN_USAGE",
+        "Log llm.tokens.* metrics."),
+    Key("llm_track_costs", Bool(), True, "MLTRACK_LLM_TRACK_COSTS",
+        "Log llm.cost.* metrics."),
+    Key("llm_token_limit_warning", Int(minimum=0, nullable=True), None, "MLTRACK_LLM_TOKEN_LIMIT_WARNING",
+        "Emit a BudgetWarning once per run when its cumulative tokens pass this; null: no limit.",
+        example=100000),
+    Key("llm_cost_limit_warning", Number(nullable=True), None, "MLTRACK_LLM_COST_LIMIT_WARNING",
+        "Emit a BudgetWarning once per run when its cumulative cost (USD) passes this; null: no limit.",
+        example=5.0),
+    Key("llm_cost_limit_error", Number(nullable=True), None, "MLTRACK_LLM_COST_LIMIT_ERROR",
+        "Raise BudgetExceededError before a run's next call once its cost (USD) reached this; null: no limit.",
+        example=10.0),
+    Key("llm_providers", Providers(), {}, None,
+        "Per provider, the model assumed when neither the call nor the tracker names one.",
+        example={"openai": {"default_model": "gpt-4o-mini"},
+                 "anthropic": {"default_model": "claude-3-5-haiku-latest"}}),
+    Key("pricing", Pricing(), {}, None,
+        "Add or override model prices, USD per 1M tokens (numbers, or strings for exact decimals).",
+        example={"my-finetune": {"input": 1.0, "output": 2.0, "cached_input": 0.1, "cache_write": 1.25}}),
+    Key("auto_instrument", Bool(), False, "MLTRACK_AUTO_INSTRUMENT",
+        "Instrument every installed LLM client library automatically, as instrument() with no argument."),
+    Key("tags", Tags(), {}, None,
+        "Tags set on every run mltrack opens (numbers and bools become strings).",
+        example={"team": "search", "env": "dev"}),
+    Key("stream_include_usage", Bool(), True, "MLTRACK_STREAM_INCLUDE_USAGE",
+        "Ask OpenAI to report token usage at the end of streamed responses.", extension=True),
+    Key("standalone_runs", Bool(), True, "MLTRACK_STANDALONE_RUNS",
+        "A call made outside any run gets a short run of its own.", extension=True),
+    Key("writer_queue_size", Int(minimum=0), 10000, "MLTRACK_WRITER_QUEUE_SIZE",
+        "Records held in memory for the background writer before spilling to the journal.", extension=True),
+    Key("writer_flush_interval", Number(minimum=0, exclusive=True), 1.0, "MLTRACK_WRITER_FLUSH_INTERVAL",
+        "Seconds between background writes to MLflow.", extension=True),
+    Key("journal_dir", Str(path=True), None, "MLTRACK_JOURNAL_DIR",
+        "Folder for records the store could not take (~ is expanded); null: a folder in the user cache dir.",
+        example="~/.cache/mltrack/journal", extension=True),
+)
+
+KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
+KEY_NAMES: tuple[str, ...] = tuple(KEYS_BY_NAME)

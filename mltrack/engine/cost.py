@@ -1,0 +1,40 @@
+"""Apply a model's price to one call's token usage: exact Decimal USD for the prompt and the completion."""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+from mltrack.engine.pricing import ModelPrice
+from mltrack.record import CostBreakdown, Usage
+
+_PER_MILLION = Decimal(1_000_000)
+
+
+def _count(value: int | None) -> int:
+    return max(int(value or 0), 0)
+
+
+def compute_cost(price: ModelPrice, usage: Usage) -> CostBreakdown:
+    """USD cost of ``usage`` at ``price``, with cached reads and cache writes at their own rates.
+
+    ``prompt_tokens`` includes cached reads and cache writes; the rest is billed at the input rate. A model
+    without a cached or cache-write rate bills those tokens at its input rate. Reasoning tokens are already
+    part of ``completion_tokens`` and are never added again. When the prompt exceeds a tier's threshold,
+    that tier's rates apply to the whole call. Parts are clamped so they never exceed ``prompt_tokens``.
+    """
+    prompt = _count(usage.prompt_tokens)
+    completion = _count(usage.completion_tokens)
+    cached = min(_count(usage.cached_prompt_tokens), prompt)
+    writes = min(_count(usage.cache_write_tokens), prompt - cached)
+    fresh = prompt - cached - writes
+
+    rates = price.tier_for(prompt) or price
+    input_rate = rates.input
+    cached_rate = rates.cached_input if rates.cached_input is not None else input_rate
+    write_rate = rates.cache_write if rates.cache_write is not None else input_rate
+
+    with localcontext() as ctx:
+        ctx.prec = 60
+        prompt_cost = (fresh * input_rate + cached * cached_rate + writes * write_rate) / _PER_MILLION
+        completion_cost = completion * rates.output / _PER_MILLION
+    return CostBreakdown(prompt=prompt_cost, completion=completion_cost)

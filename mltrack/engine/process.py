@@ -1,0 +1,153 @@
+"""Turn what an entry point saw (a :class:`RawCall`) into a priced :class:`LLMCall` added to its run's totals."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from mltrack import _safety
+from mltrack.engine import pricing as _pricing
+from mltrack.engine.cost import compute_cost
+from mltrack.providers import _registry
+from mltrack.record import CostBreakdown, LLMCall, Usage
+from mltrack.run_state import RunHandle, Snapshot
+
+
+@dataclass(frozen=True)
+class RawCall:
+    """One call as an entry point saw it, before normalization. Any field may be missing."""
+
+    prompt: Any = None
+    response: Any = None
+    source: Any = None  # the SDK object a custom extractor took ``response`` from (usage and model come from it)
+    token_usage: Any = None
+    model: str | None = None
+    provider: str | None = None
+    fallback_model: str | None = None
+    fallback_provider: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    timestamp: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Processed:
+    """The engine's output: the public record, the run snapshot after it, and the texts for artifacts."""
+
+    call: LLMCall
+    snapshot: Snapshot | None
+    prompt: Any
+    response_text: str | None
+
+
+_table_cache: tuple[Any, _pricing.PriceTable] | None = None
+
+
+def price_table(overrides: Mapping[str, Any] | None) -> _pricing.PriceTable:
+    """The shipped prices with the user's ``pricing`` overrides on top (rebuilt only when they change)."""
+    global _table_cache
+    cached = _table_cache
+    if cached is not None and cached[0] is overrides:
+        return cached[1]
+    table = _pricing.default_table()
+    if overrides:
+        table = table.with_overrides(overrides)
+    _table_cache = (overrides, table)
+    return table
+
+
+def _default_model(providers_config: Mapping[str, Any] | None, provider: str | None) -> str | None:
+    if not providers_config or not provider:
+        return None
+    entry = providers_config.get(provider) or {}
+    return entry.get("default_model") if isinstance(entry, Mapping) else None
+
+
+def _fill_tokens(usage: Usage | None, prompt: Any, text: str | None, model: str | None,
+                 failed: bool) -> tuple[Usage, bool]:
+    """Provider usage wins; local counting fills only what is missing (and flags the call as estimated)."""
+    from mltrack.engine import tokens
+
+    if usage is not None and usage.complete:
+        if usage.total_tokens is None:
+            usage = Usage(usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens + usage.completion_tokens,
+                          usage.cached_prompt_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+        return usage, False
+    if usage is None and failed and text is None:
+        return Usage(0, 0, 0), False
+    usage = usage or Usage()
+    prompt_tokens = usage.prompt_tokens
+    completion_tokens = usage.completion_tokens
+    if prompt_tokens is None:
+        prompt_tokens = tokens.count_prompt_tokens(prompt, model) if prompt is not None else 0
+    if completion_tokens is None:
+        completion_tokens = tokens.count_completion_tokens(text, model) if text else 0
+    return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, usage.cached_prompt_tokens,
+                 usage.cache_write_tokens, usage.reasoning_tokens), True
+
+
+def _to_text(response: Any) -> str | None:
+    if response is None:
+        return None
+    return response if isinstance(response, str) else str(response)
+
+
+def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
+    """Normalize, count, price and total one call. Raises on malformed input (callers hold the safety net)."""
+    extracted = _registry.extract_response(raw.response) or _registry.extract_response(raw.source)
+    prompt = raw.prompt
+    request = _registry.request_from_object(prompt)
+    params = dict(raw.params)
+    if request is not None:
+        prompt = request.prompt
+        params = {**request.params, **params}
+
+    provider = raw.provider or (extracted.provider if extracted else None) or raw.fallback_provider
+    model = (raw.model or (extracted.model if extracted else None) or (request.model if request else None)
+             or raw.fallback_model or _default_model(settings.llm_providers, provider))
+    text = _to_text(raw.response) if extracted is None or isinstance(raw.response, str) else extracted.text
+
+    usage = _registry.normalize_usage(raw.token_usage, provider) if raw.token_usage is not None else None
+    if usage is None and extracted is not None:
+        usage = extracted.usage
+    usage, estimated = _fill_tokens(usage, prompt, text, model, raw.error is not None)
+
+    cost: CostBreakdown | None = None
+    if model:
+        price = price_table(settings.pricing).lookup(model, provider)
+        if price is None:
+            _safety.warn_once(f"unpriced-model:{model}", f"mltrack: no price known for model {model!r}; its tokens are "
+                              "logged but not its cost. Add it under 'pricing:' in .mltrack.yml.")
+        else:
+            cost = compute_cost(price, usage)
+            provider = provider or price.provider
+
+    snapshot = handle.add(usage, cost, model, provider, raw.error is not None) if handle is not None else None
+    call = LLMCall(
+        model=model,
+        provider=provider,
+        prompt_tokens=usage.prompt_tokens or 0,
+        completion_tokens=usage.completion_tokens or 0,
+        total_tokens=usage.total_tokens or 0,
+        cached_prompt_tokens=usage.cached_prompt_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        prompt_cost=float(cost.prompt) if cost else None,
+        completion_cost=float(cost.completion) if cost else None,
+        total_cost=float(cost.total) if cost else None,
+        latency_ms=raw.latency_ms,
+        ttft_ms=raw.ttft_ms,
+        tokens_estimated=estimated,
+        error=raw.error,
+        cost=cost,
+        step=snapshot.step if snapshot else 0,
+        timestamp=raw.timestamp,
+        run_id=handle.known_run_id if handle else None,
+        params=params,
+        metadata=dict(raw.metadata),
+    )
+    return Processed(call=call, snapshot=snapshot, prompt=prompt, response_text=text)

@@ -1,0 +1,46 @@
+"""The one path every entry point uses to log a call: engine → budgets → writer, under the safety net."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mltrack import _safety, writer
+from mltrack.config import get_settings
+from mltrack.engine.budgets import check_limits
+from mltrack.engine.process import RawCall, process
+from mltrack.record import LLMCall
+from mltrack.run_state import RunHandle
+from mltrack.writer.ops import CallFlags, LogCall
+
+
+def flags_from(settings: Any) -> CallFlags:
+    return CallFlags(
+        llm=settings.llm_tracking_enabled,
+        tokens=settings.llm_track_token_usage,
+        costs=settings.llm_track_costs,
+        prompts=settings.llm_log_prompts,
+        responses=settings.llm_log_responses,
+    )
+
+
+def record_call(raw: RawCall, handle: RunHandle | None) -> LLMCall:
+    """Process one call and hand it to the writer. Raises only on malformed input (callers guard it)."""
+    settings = get_settings()
+    if not settings.enabled or not settings.llm_tracking_enabled:
+        return process(raw, settings, None).call
+    processed = process(raw, settings, handle)
+    if handle is not None and processed.snapshot is not None:
+        budget_tag = check_limits(handle, processed.snapshot, settings)
+        writer.submit(LogCall(handle, processed, flags_from(settings), budget_tag))
+    return processed.call
+
+
+def safe_record_call(raw: RawCall, handle: RunHandle | None) -> LLMCall:
+    """:func:`record_call` that never raises into user code: a failure is one warning and an empty record."""
+    try:
+        return record_call(raw, handle)
+    except Exception as exc:  # noqa: BLE001 - the safety net
+        _safety.report_internal_error("logging an LLM call", exc)
+        return LLMCall(model=raw.model or raw.fallback_model, provider=raw.provider or raw.fallback_provider,
+                       prompt_tokens=0, completion_tokens=0, total_tokens=0, latency_ms=raw.latency_ms,
+                       error=raw.error, metadata={"mltrack_error": f"{type(exc).__name__}: {exc}"})

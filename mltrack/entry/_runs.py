@@ -1,0 +1,73 @@
+"""Which run a call belongs to (contextvars, not MLflow's global active run), and opening/closing runs."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextvars import ContextVar
+from typing import Any, Mapping
+
+from mltrack import writer
+from mltrack.run_state import RunHandle
+from mltrack.writer.ops import EndRun, StartRun
+
+_current: ContextVar[RunHandle | None] = ContextVar("mltrack_current_run", default=None)
+_external: dict[str, RunHandle] = {}
+_external_lock = threading.Lock()
+_MAX_TAG_VALUE = 5000
+
+
+def current_run() -> RunHandle | None:
+    """The innermost mltrack run of this context, else MLflow's active run (only if mlflow is already imported)."""
+    handle = _current.get()
+    if handle is not None:
+        return handle
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        active = mlflow.active_run()
+        if active is not None:
+            return external_run(active.info.run_id)
+    return None
+
+
+def external_run(run_id: str, tracking_uri: str | None = None) -> RunHandle:
+    """A handle for a run mltrack did not open (the user's ``mlflow.start_run`` or an explicit ``run_id``)."""
+    with _external_lock:
+        handle = _external.get(run_id)
+        if handle is None:
+            handle = _external[run_id] = RunHandle(None, run_id=run_id, owned=False, tracking_uri=tracking_uri)
+        return handle
+
+
+def open_run(name: str, settings: Any, *, tags: Mapping[str, Any] | None = None, experiment: str | None = None,
+             params: Mapping[str, str] | None = None) -> RunHandle:
+    """Start a run (nested under the current one) in the background writer; returns its handle at once."""
+    parent = current_run()
+    handle = RunHandle(
+        name,
+        parent=parent,
+        experiment=experiment or (None if parent is not None else settings.experiment_name),
+        tags={**{k: str(v) for k, v in (settings.tags or {}).items()}, **{k: str(v) for k, v in (tags or {}).items()}},
+        tracking_uri=settings.tracking_uri if parent is None else parent.tracking_uri,
+    )
+    writer.submit(StartRun(handle, dict(params or {})))
+    return handle
+
+
+def close_run(handle: RunHandle, error: BaseException | None, execution_time_s: float | None) -> None:
+    """End a run mltrack opened: FINISHED, or FAILED with ``mltrack.error.*`` tags when an exception left it."""
+    tags: dict[str, str] = {}
+    failed = error is not None and not isinstance(error, GeneratorExit)
+    if failed:
+        tags = {"mltrack.error.type": type(error).__name__, "mltrack.error.message": str(error)[:_MAX_TAG_VALUE]}
+    metrics = {"execution_time_seconds": execution_time_s} if execution_time_s is not None else {}
+    writer.submit(EndRun(handle, "FAILED" if failed else "FINISHED", time.time(), metrics, tags))
+
+
+def activate(handle: RunHandle) -> Any:
+    return _current.set(handle)
+
+
+def deactivate(token: Any) -> None:
+    _current.reset(token)

@@ -1,0 +1,106 @@
+"""What a provider adapter is: small detect + extract functions over SDK objects and dicts alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mltrack.record import Usage
+
+
+def get(obj: Any, name: str, default: Any = None) -> Any:
+    """Read ``name`` from a dict or an object (SDK pydantic models), without converting either."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def as_int(value: Any) -> int | None:
+    """A token count as int; ``None`` for missing; ValueError for garbage (the caller's safety net reports it)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"token count must be an integer, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"token count must be >= 0, got {value}")
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    raise ValueError(f"token count must be an integer, got {value!r}")
+
+
+def sdk_package(obj: Any) -> str:
+    """Top-level package of an object's class (``openai``, ``anthropic``...), without importing anything."""
+    return type(obj).__module__.partition(".")[0]
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What a provider response says about its call."""
+
+    provider: str
+    model: str | None
+    text: str | None
+    usage: Usage | None
+    kind: str = "chat"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a provider request (the kwargs of ``create``) says: the prompt, the model and the sampling params."""
+
+    prompt: Any
+    model: str | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProviderAdapter:
+    """One provider's knowledge of its wire shapes. Registered in :mod:`mltrack.providers._registry`."""
+
+    name: str
+    is_response: Callable[[Any], bool]
+    extract_response: Callable[[Any], Extracted]
+    is_usage: Callable[[Any], bool]
+    extract_usage: Callable[[Any], Usage]
+    extract_request: Callable[[tuple, dict], Request]
+    is_request: Callable[[dict], bool] = lambda kwargs: False
+
+
+def total_of(prompt: int | None, completion: int | None, total: int | None) -> int | None:
+    if total is not None:
+        return total
+    if prompt is not None and completion is not None:
+        return prompt + completion
+    return None
+
+
+def fill_parts(prompt: int | None, completion: int | None, total: int | None) -> tuple[int | None, int | None]:
+    """Derive a missing prompt or completion count from the total when the other part is known."""
+    if total is not None:
+        if prompt is None and completion is not None:
+            prompt = max(total - completion, 0)
+        elif completion is None and prompt is not None:
+            completion = max(total - prompt, 0)
+    return prompt, completion
+
+
+SAMPLING_PARAMS = (
+    "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "max_output_tokens", "n",
+    "frequency_penalty", "presence_penalty", "seed", "stop", "stop_sequences", "reasoning_effort",
+    "response_format", "tool_choice", "service_tier", "stream", "user", "logprobs", "top_logprobs",
+)
+
+
+def sampling_params(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request's sampling parameters worth keeping on the record (never credentials or headers)."""
+    out: dict[str, Any] = {}
+    for key in SAMPLING_PARAMS:
+        value = kwargs.get(key)
+        if value is None or type(value).__name__ == "NotGiven" or type(value).__name__ == "Omit":
+            continue
+        out[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+    return out

@@ -1,0 +1,165 @@
+"""OpenAI adapter: Chat Completions, legacy Completions, Responses API and Embeddings (SDK objects or dicts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mltrack.providers._base import (
+    Extracted,
+    ProviderAdapter,
+    Request,
+    as_int,
+    fill_parts,
+    get,
+    sampling_params,
+    sdk_package,
+    total_of,
+)
+from mltrack.record import Usage
+
+_KIND_BY_CLASS = {
+    "ChatCompletion": "chat",
+    "ParsedChatCompletion": "chat",
+    "Completion": "completion",
+    "Response": "responses",
+    "ParsedResponse": "responses",
+    "CreateEmbeddingResponse": "embedding",
+}
+_KIND_BY_OBJECT = {"chat.completion": "chat", "text_completion": "completion", "response": "responses"}
+
+
+def _kind(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        kind = _KIND_BY_OBJECT.get(obj.get("object"))  # type: ignore[arg-type]
+        if kind is None and obj.get("object") == "list" and _looks_like_embeddings(obj.get("data")):
+            kind = "embedding"
+        return kind
+    if sdk_package(obj) != "openai":
+        return None
+    return _KIND_BY_CLASS.get(type(obj).__name__)
+
+
+def _looks_like_embeddings(data: Any) -> bool:
+    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "embedding" in data[0]
+
+
+def is_response(obj: Any) -> bool:
+    return _kind(obj) is not None
+
+
+def _tool_calls_text(message: Any) -> str | None:
+    calls = get(message, "tool_calls")
+    if not calls:
+        return None
+    out = []
+    for call in calls:
+        fn = get(call, "function")
+        out.append({"name": get(fn, "name"), "arguments": get(fn, "arguments")})
+    return json.dumps(out)
+
+
+def _responses_text(obj: Any) -> str | None:
+    if not isinstance(obj, dict):
+        text = getattr(obj, "output_text", None)
+        if isinstance(text, str):
+            return text
+    parts = []
+    for item in get(obj, "output") or ():
+        for content in get(item, "content") or ():
+            if get(content, "type") == "output_text":
+                parts.append(get(content, "text") or "")
+    return "".join(parts) if parts else None
+
+
+def extract_response(obj: Any) -> Extracted:
+    kind = _kind(obj)
+    text: str | None = None
+    if kind == "chat":
+        choices = get(obj, "choices") or ()
+        if choices:
+            message = get(choices[0], "message")
+            text = get(message, "content")
+            if text is None:
+                text = _tool_calls_text(message) or get(message, "refusal")
+    elif kind == "completion":
+        choices = get(obj, "choices") or ()
+        text = get(choices[0], "text") if choices else None
+    elif kind == "responses":
+        text = _responses_text(obj)
+    raw_usage = get(obj, "usage")
+    usage = extract_usage(raw_usage) if raw_usage is not None else None
+    return Extracted(provider="openai", model=get(obj, "model"), text=text, usage=usage, kind=kind or "chat")
+
+
+def is_usage(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return any(k in obj for k in ("prompt_tokens", "completion_tokens", "input_tokens_details", "output_tokens_details"))
+    return sdk_package(obj) == "openai" and type(obj).__name__ in ("CompletionUsage", "ResponseUsage", "Usage")
+
+
+def extract_usage(obj: Any) -> Usage:
+    """Normalize CompletionUsage (prompt_/completion_tokens) or ResponseUsage (input_/output_tokens).
+
+    OpenAI's prompt/input tokens already include cached tokens; reasoning tokens are inside completion tokens.
+    """
+    if get(obj, "prompt_tokens") is not None or get(obj, "completion_tokens") is not None:
+        prompt, completion = as_int(get(obj, "prompt_tokens")), as_int(get(obj, "completion_tokens"))
+        in_details, out_details = get(obj, "prompt_tokens_details"), get(obj, "completion_tokens_details")
+    else:
+        prompt, completion = as_int(get(obj, "input_tokens")), as_int(get(obj, "output_tokens"))
+        in_details, out_details = get(obj, "input_tokens_details"), get(obj, "output_tokens_details")
+    total = as_int(get(obj, "total_tokens"))
+    if completion is None and prompt is not None and total is not None and total == prompt:
+        completion = 0  # embeddings report prompt and total only
+    prompt, completion = fill_parts(prompt, completion, total)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total_of(prompt, completion, total),
+        cached_prompt_tokens=as_int(get(in_details, "cached_tokens")) or as_int(get(obj, "cached_prompt_tokens")) or 0,
+        cache_write_tokens=as_int(get(in_details, "cache_write_tokens")) or as_int(get(obj, "cache_write_tokens")) or 0,
+        reasoning_tokens=as_int(get(out_details, "reasoning_tokens")) or as_int(get(obj, "reasoning_tokens")) or 0,
+    )
+
+
+def extract_request(args: tuple, kwargs: dict[str, Any]) -> Request:
+    prompt: Any = None
+    for key in ("messages", "input", "prompt"):
+        if kwargs.get(key) is not None:
+            prompt = kwargs[key]
+            break
+    if prompt is not None and kwargs.get("instructions"):
+        instructions = {"role": "system", "content": kwargs["instructions"]}
+        prompt = [instructions, *prompt] if isinstance(prompt, list) else [instructions, {"role": "user", "content": prompt}]
+    return Request(prompt=prompt, model=kwargs.get("model"), params=sampling_params(kwargs))
+
+
+def is_request(kwargs: dict[str, Any]) -> bool:
+    return any(key in kwargs for key in ("messages", "input", "prompt"))
+
+
+ADAPTER = ProviderAdapter(
+    name="openai",
+    is_response=is_response,
+    extract_response=extract_response,
+    is_usage=is_usage,
+    extract_usage=extract_usage,
+    extract_request=extract_request,
+    is_request=is_request,
+)
+
+
+def openai_prompt_extractor(args: tuple, kwargs: dict[str, Any]) -> Any:
+    """The prompt of an OpenAI call: ``messages`` (chat), ``input`` (Responses, embeddings) or ``prompt``."""
+    return extract_request(args, kwargs).prompt
+
+
+def openai_response_extractor(result: Any) -> str | None:
+    """The text of an OpenAI response (first choice, or the Responses API's output text)."""
+    return extract_response(result).text
+
+
+def openai_token_extractor(result: Any) -> Any:
+    """The usage an OpenAI response carries (its SDK usage object or dict), for ``token_usage``."""
+    return get(result, "usage")

@@ -1,0 +1,119 @@
+"""One run as mltrack sees it: its identity (resolved by the writer), its running totals and budget flags."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from mltrack.record import CostBreakdown, Usage
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run's totals right after one call was added; the call's step is ``calls - 1``."""
+
+    step: int
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: Decimal | None  # None until the run has a priced call
+    models: str
+    providers: str
+
+
+class RunHandle:
+    """A run mltrack logs into. Its MLflow id is known at once for external runs, or set by the writer."""
+
+    def __init__(
+        self,
+        name: str | None,
+        *,
+        run_id: str | None = None,
+        parent: "RunHandle | None" = None,
+        experiment: str | None = None,
+        tags: dict[str, str] | None = None,
+        owned: bool = True,
+        tracking_uri: str | None = None,
+    ) -> None:
+        self.name = name
+        self.parent = parent
+        self.experiment = experiment
+        self.tags = dict(tags or {})
+        self.owned = owned
+        self.tracking_uri = tracking_uri
+        self.start_time = time.time()
+        self._run_id = run_id
+        self._id_ready = threading.Event()
+        if run_id is not None:
+            self._id_ready.set()
+        self._lock = threading.Lock()
+        self._calls = self._errors = 0
+        self._prompt = self._completion = self._total = 0
+        self._cost: Decimal | None = None
+        self._models: set[str] = set()
+        self._providers: set[str] = set()
+        self._budget_flags: set[str] = set()
+
+    # identity -------------------------------------------------------------------------------------
+    def set_run_id(self, run_id: str | None) -> None:
+        self._run_id = run_id
+        self._id_ready.set()
+
+    def wait_run_id(self, timeout: float | None = 30.0) -> str | None:
+        """The MLflow run id, waiting for the writer to create the run when needed (None if it could not)."""
+        self._id_ready.wait(timeout)
+        return self._run_id
+
+    @property
+    def known_run_id(self) -> str | None:
+        return self._run_id
+
+    # totals ---------------------------------------------------------------------------------------
+    def add(self, usage: Usage, cost: CostBreakdown | None, model: str | None, provider: str | None,
+            failed: bool) -> Snapshot:
+        with self._lock:
+            step = self._calls
+            self._calls += 1
+            self._errors += failed
+            self._prompt += usage.prompt_tokens or 0
+            self._completion += usage.completion_tokens or 0
+            self._total += usage.total_tokens or 0
+            if cost is not None:
+                self._cost = (self._cost or Decimal(0)) + cost.total
+            if model:
+                self._models.add(model)
+            if provider:
+                self._providers.add(provider)
+            return Snapshot(step, self._calls, self._errors, self._prompt, self._completion, self._total,
+                            self._cost, ",".join(sorted(self._models)), ",".join(sorted(self._providers)))
+
+    @property
+    def cost(self) -> Decimal:
+        return self._cost or Decimal(0)
+
+    def totals(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": self._calls,
+                "prompt_tokens": self._prompt,
+                "completion_tokens": self._completion,
+                "total_tokens": self._total,
+                "cost": float(self._cost or 0),
+            }
+
+    def flag_budget(self, which: str) -> bool:
+        """Mark a budget limit as passed; True only the first time (one warning per run and limit)."""
+        with self._lock:
+            if which in self._budget_flags:
+                return False
+            self._budget_flags.add(which)
+            return True
+
+    def budget_flags(self) -> str:
+        with self._lock:
+            return ",".join(sorted(self._budget_flags))

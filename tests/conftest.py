@@ -1,0 +1,126 @@
+"""Shared fixtures: a real MLflow SQLite store per test (copied from one migrated template), the package's fake
+LLM server, offline tiktoken encodings, and strict mode so internal errors fail tests instead of warning."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["MLTRACK_STRICT"] = "1"
+for _var in ("MLTRACK_CONFIG", "MLTRACK_ENABLED", "MLFLOW_ENABLED", "MLFLOW_TRACKING_URI", "MLTRACK_EXPERIMENT",
+             "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_encodings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """tiktoken cannot download here: provision its cache from the bpe-openai wheel, once per session."""
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return
+    from mltrack.engine.tokens import provision_offline_encodings
+
+    cache = tmp_path_factory.mktemp("tiktoken-cache")
+    provision_offline_encodings(cache)
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+
+
+@pytest.fixture(scope="session")
+def _template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite store per session (migrations take seconds); tests get copies."""
+    from mlflow import MlflowClient
+
+    folder = tmp_path_factory.mktemp("template-store")
+    db = folder / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def store(_template_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh real MLflow store for this test, configured as mltrack's tracking URI; cwd is tmp_path."""
+    import mltrack
+    from mltrack import config
+
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(_template_store, db)
+    artifacts = tmp_path / "mlruns"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(artifacts / "0"),))
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    config.reset()
+    yield Store(uri)
+    mltrack.flush(timeout=30)
+    config.reset()
+
+
+class Store:
+    """Read-back helpers over the test's store (always through a real MlflowClient)."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def runs(self, experiment_ids: tuple[str, ...] = ("0",)) -> list:
+        return self.client.search_runs(list(experiment_ids), order_by=["attributes.start_time ASC"], max_results=1000)
+
+    def run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def run_named(self, name: str, experiment_ids: tuple[str, ...] = ("0",)):
+        found = [r for r in self.runs(experiment_ids) if r.info.run_name == name]
+        assert len(found) == 1, f"expected one run named {name!r}, found {len(found)}"
+        return found[0]
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+    def artifact_lines(self, run_id: str) -> list[dict]:
+        import json
+
+        lines = []
+        for item in self.client.list_artifacts(run_id, "llm"):
+            path = self.client.download_artifacts(run_id, item.path)
+            with open(path, encoding="utf-8") as fh:
+                lines += [json.loads(line) for line in fh if line.strip()]
+        return sorted(lines, key=lambda line: line["step"])
+
+
+@pytest.fixture(scope="session")
+def fake_llm():
+    """The package's own fake OpenAI/Anthropic server, for real SDK clients over HTTP."""
+    from mltrack.testing import FakeLLMServer
+
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_client(fake_llm):
+    import openai
+
+    return openai.OpenAI(base_url=fake_llm.openai_base_url, api_key="sk-test-not-a-real-key", max_retries=0)
+
+
+@pytest.fixture
+def anthropic_client(fake_llm):
+    import anthropic
+
+    return anthropic.Anthropic(base_url=fake_llm.anthropic_base_url, api_key="sk-ant-test-not-real", max_retries=0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings():
+    """Warn-once state is per process; each test starts clean so it can assert its own warnings."""
+    from mltrack import _safety
+
+    _safety.reset_warnings_for_tests()
+    yield
