@@ -44,3 +44,21 @@ __all__ = [
     "track_llm_context",
     "uninstrument",
 ]
+
+
+def _auto_instrument_if_configured() -> None:
+    from mltrack import _safety
+    from mltrack.config import get_settings
+
+    try:
+        if get_settings().auto_instrument:
+            from mltrack.instrumentation import auto_instrument
+
+            auto_instrument()
+    except ConfigError:
+        pass  # a bad config file is reported at first use, not at import
+    except Exception as exc:  # noqa: BLE001
+        _safety.report_internal_error("auto-instrumentation", exc)
+
+
+_auto_instrument_if_configured()

@@ -33,7 +33,8 @@ def warn_once(cause: str, message: str, category: type[Warning] = TrackingWarnin
         if cause in _seen:
             return False
         _seen.add(cause)
-    logger.warning(message)
+    if logger.hasHandlers():
+        logger.warning(message)
     warnings.warn(message, category, stacklevel=stacklevel)
     return True
 

@@ -63,6 +63,8 @@ class LLMCall:
     error: str | None = None
     # Beyond the contract's fields: exact money, position in the run, and what was sent/received.
     cost: CostBreakdown | None = field(default=None, repr=False)
+    inter_token_latency_ms: float | None = None
+    tokens_per_second: float | None = None
     step: int = 0
     timestamp: float = 0.0
     run_id: str | None = field(default=None, repr=False)

@@ -28,6 +28,8 @@ class RawCall:
     fallback_provider: str | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None
+    stream_end_ms: float | None = None  # from request start to the last content event
+    content_events: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -96,6 +98,20 @@ def _to_text(response: Any) -> str | None:
     return response if isinstance(response, str) else str(response)
 
 
+def _inter_token_latency(raw: RawCall) -> float | None:
+    if raw.ttft_ms is None or raw.stream_end_ms is None or raw.content_events < 2:
+        return None
+    return (raw.stream_end_ms - raw.ttft_ms) / (raw.content_events - 1)
+
+
+def _tokens_per_second(raw: RawCall, usage: Usage) -> float | None:
+    """Completion tokens per second of generation (from the first content event to the end of the stream)."""
+    if raw.ttft_ms is None or raw.latency_ms is None or not usage.completion_tokens:
+        return None
+    seconds = (raw.latency_ms - raw.ttft_ms) / 1000.0
+    return usage.completion_tokens / seconds if seconds > 0 else None
+
+
 def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
     """Normalize, count, price and total one call. Raises on malformed input (callers hold the safety net)."""
     extracted = _registry.extract_response(raw.response) or _registry.extract_response(raw.source)
@@ -124,7 +140,7 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
                               "logged but not its cost. Add it under 'pricing:' in .mltrack.yml.")
         else:
             cost = compute_cost(price, usage)
-            provider = provider or price.provider
+            provider = provider or price.provider or None
 
     snapshot = handle.add(usage, cost, model, provider, raw.error is not None) if handle is not None else None
     call = LLMCall(
@@ -144,6 +160,8 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
         tokens_estimated=estimated,
         error=raw.error,
         cost=cost,
+        inter_token_latency_ms=_inter_token_latency(raw),
+        tokens_per_second=_tokens_per_second(raw, usage),
         step=snapshot.step if snapshot else 0,
         timestamp=raw.timestamp,
         run_id=handle.known_run_id if handle else None,

@@ -13,6 +13,7 @@ from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
 from mltrack.entry._log import safe_record_call
 from mltrack.providers import _registry
+from mltrack.instrumentation._call import logged_responses
 from mltrack.run_state import RunHandle
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,7 +61,7 @@ class _Scope:
     def log_result(self, result: Any) -> None:
         """A function that returns an LLM response gets that call logged into its run, with no other code."""
         try:
-            if _registry.is_llm_response(result):
+            if _registry.is_llm_response(result) and result not in logged_responses:
                 latency = (time.perf_counter() - self.started) * 1000.0
                 safe_record_call(RawCall(response=result, latency_ms=latency), self.handle)
         except Exception as exc:  # noqa: BLE001

@@ -39,3 +39,14 @@ def uninstrument(*frameworks: str) -> list[str]:
     from mltrack.instrumentation._manager import uninstrument as _uninstrument
 
     return _uninstrument(*frameworks)
+
+
+def auto_instrument() -> None:
+    """``auto_instrument: true``: patch each supported SDK when it is imported (importing nothing now)."""
+    import wrapt
+
+    from mltrack.instrumentation._manager import PATCHERS
+
+    for name, module in FRAMEWORKS.items():
+        if name in PATCHERS and _installed(module):
+            wrapt.register_post_import_hook(lambda _module, name=name: instrument(name), module.partition(".")[0])

@@ -7,8 +7,22 @@ from typing import Callable
 
 from mltrack.instrumentation import FRAMEWORKS, _installed
 
-# framework -> (apply, remove); filled by the per-framework modules as they are written.
-PATCHERS: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
+
+def _lazy(module: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Import the framework's instrumentation module only when it is applied or removed."""
+    import importlib
+
+    def call(name: str) -> None:
+        getattr(importlib.import_module(f"mltrack.instrumentation.{module}"), name)()
+
+    return (lambda: call("instrument"), lambda: call("uninstrument"))
+
+
+# The one table of what can be patched: framework -> (apply, remove).
+PATCHERS: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+    "openai": _lazy("openai"),
+    "anthropic": _lazy("anthropic"),
+}
 _applied: set[str] = set()
 _lock = threading.Lock()
 

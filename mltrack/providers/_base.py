@@ -32,6 +32,11 @@ def as_int(value: Any) -> int | None:
     raise ValueError(f"token count must be an integer, got {value!r}")
 
 
+def class_name(obj: Any) -> str:
+    """An object's class name without generic parameters (``ParsedChatCompletion[Answer]`` → ``ParsedChatCompletion``)."""
+    return type(obj).__name__.partition("[")[0]
+
+
 def sdk_package(obj: Any) -> str:
     """Top-level package of an object's class (``openai``, ``anthropic``...), without importing anything."""
     return type(obj).__module__.partition(".")[0]
@@ -102,5 +107,34 @@ def sampling_params(kwargs: dict[str, Any]) -> dict[str, Any]:
         value = kwargs.get(key)
         if value is None or type(value).__name__ == "NotGiven" or type(value).__name__ == "Omit":
             continue
-        out[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        if isinstance(value, (str, int, float, bool)):
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+            out[key] = list(value)
+        else:
+            out[key] = str(value)
     return out
+
+
+class StreamAccumulator:
+    """Collects a provider's stream events into one call. ``add`` says whether the caller should see the event."""
+
+    provider = ""
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.text_parts: list[str] = []
+        self.usage: Usage | None = None
+        self.content_events = 0  # events that carried generated content (for TTFT / inter-token latency)
+        self.usage_final = False  # the provider's closing usage arrived (else completion tokens are estimated)
+
+    def add(self, event: Any) -> bool:
+        raise NotImplementedError
+
+    def finish(self) -> Extracted:
+        usage = self.usage
+        if usage is not None and not self.usage_final:
+            usage = Usage(prompt_tokens=usage.prompt_tokens, cached_prompt_tokens=usage.cached_prompt_tokens,
+                          cache_write_tokens=usage.cache_write_tokens)
+        return Extracted(provider=self.provider, model=self.model, text="".join(self.text_parts) or None,
+                         usage=usage, kind="stream")

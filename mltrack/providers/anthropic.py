@@ -10,6 +10,7 @@ from mltrack.providers._base import (
     ProviderAdapter,
     Request,
     as_int,
+    class_name,
     fill_parts,
     get,
     sampling_params,
@@ -21,7 +22,7 @@ from mltrack.record import Usage
 def is_response(obj: Any) -> bool:
     if isinstance(obj, dict):
         return obj.get("type") == "message" and "content" in obj
-    return sdk_package(obj) == "anthropic" and type(obj).__name__ in ("Message", "ParsedMessage", "BetaMessage")
+    return sdk_package(obj) == "anthropic" and class_name(obj) in ("Message", "ParsedMessage", "BetaMessage")
 
 
 def _text(content: Any) -> str | None:
@@ -46,7 +47,7 @@ def extract_response(obj: Any) -> Extracted:
 def is_usage(obj: Any) -> bool:
     if isinstance(obj, dict):
         return "input_tokens" in obj or "output_tokens" in obj
-    return sdk_package(obj) == "anthropic" and type(obj).__name__ in ("Usage", "MessageDeltaUsage", "BetaUsage")
+    return sdk_package(obj) == "anthropic" and class_name(obj) in ("Usage", "MessageDeltaUsage", "BetaUsage")
 
 
 def extract_usage(obj: Any) -> Usage:
@@ -105,3 +106,44 @@ def anthropic_response_extractor(result: Any) -> str | None:
 def anthropic_token_extractor(result: Any) -> Any:
     """The usage an Anthropic message carries (its SDK usage object or dict), for ``token_usage``."""
     return get(result, "usage")
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+from mltrack.providers._base import StreamAccumulator  # noqa: E402
+
+
+class MessageStreamAccumulator(StreamAccumulator):
+    """Raw Messages stream events: usage starts in ``message_start`` and is completed by ``message_delta``."""
+
+    provider = "anthropic"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._usage_fields: dict[str, Any] = {}
+
+    def _merge_usage(self, raw: Any) -> None:
+        for name in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+            value = get(raw, name)
+            if value is not None:
+                self._usage_fields[name] = value
+        details = get(raw, "output_tokens_details")
+        if details is not None:
+            self._usage_fields["output_tokens_details"] = details
+        self.usage = extract_usage(self._usage_fields) if "input_tokens" in self._usage_fields else None
+
+    def add(self, event: Any) -> bool:
+        kind = get(event, "type")
+        if kind == "message_start":
+            message = get(event, "message")
+            self.model = get(message, "model")
+            self._merge_usage(get(message, "usage"))
+        elif kind == "content_block_delta":
+            delta = get(event, "delta")
+            if get(delta, "type") == "text_delta":
+                self.text_parts.append(get(delta, "text") or "")
+            self.content_events += 1
+        elif kind == "message_delta":
+            self._merge_usage(get(event, "usage"))
+            self.usage_final = True
+        return True

@@ -10,6 +10,7 @@ from mltrack.providers._base import (
     ProviderAdapter,
     Request,
     as_int,
+    class_name,
     fill_parts,
     get,
     sampling_params,
@@ -37,7 +38,7 @@ def _kind(obj: Any) -> str | None:
         return kind
     if sdk_package(obj) != "openai":
         return None
-    return _KIND_BY_CLASS.get(type(obj).__name__)
+    return _KIND_BY_CLASS.get(class_name(obj))
 
 
 def _looks_like_embeddings(data: Any) -> bool:
@@ -95,7 +96,7 @@ def extract_response(obj: Any) -> Extracted:
 def is_usage(obj: Any) -> bool:
     if isinstance(obj, dict):
         return any(k in obj for k in ("prompt_tokens", "completion_tokens", "input_tokens_details", "output_tokens_details"))
-    return sdk_package(obj) == "openai" and type(obj).__name__ in ("CompletionUsage", "ResponseUsage", "Usage")
+    return sdk_package(obj) == "openai" and class_name(obj) in ("CompletionUsage", "ResponseUsage", "Usage")
 
 
 def extract_usage(obj: Any) -> Usage:
@@ -163,3 +164,72 @@ def openai_response_extractor(result: Any) -> str | None:
 def openai_token_extractor(result: Any) -> Any:
     """The usage an OpenAI response carries (its SDK usage object or dict), for ``token_usage``."""
     return get(result, "usage")
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+from mltrack.providers._base import StreamAccumulator  # noqa: E402
+
+
+def prepare_chat_stream(kwargs: dict[str, Any], include_usage: bool) -> bool:
+    """Ask for usage on a chat stream when the caller did not; returns True when mltrack added it (hide it then)."""
+    if not include_usage:
+        return False
+    options = kwargs.get("stream_options")
+    if isinstance(options, dict) and "include_usage" in options:
+        return False
+    kwargs["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return True
+
+
+class ChatStreamAccumulator(StreamAccumulator):
+    """``chat.completion.chunk`` events (and legacy ``text_completion`` chunks); usage arrives in the last one."""
+
+    provider = "openai"
+
+    def __init__(self, hide_usage_chunk: bool = False) -> None:
+        super().__init__()
+        self._hide_usage_chunk = hide_usage_chunk
+
+    def add(self, event: Any) -> bool:
+        self.model = self.model or get(event, "model")
+        choices = get(event, "choices") or ()
+        for choice in choices:
+            delta = get(choice, "delta")
+            piece = get(delta, "content") if delta is not None else get(choice, "text")
+            if piece:
+                self.text_parts.append(piece)
+                self.content_events += 1
+            elif delta is not None and get(delta, "tool_calls"):
+                self.content_events += 1
+        raw_usage = get(event, "usage")
+        if raw_usage is not None:
+            self.usage = extract_usage(raw_usage)
+            self.usage_final = True
+            if not choices and self._hide_usage_chunk:
+                return False
+        return True
+
+
+class ResponsesStreamAccumulator(StreamAccumulator):
+    """Responses API events: text deltas, and the final response (with usage) on completed/incomplete/failed."""
+
+    provider = "openai"
+
+    def add(self, event: Any) -> bool:
+        kind = get(event, "type") or ""
+        if kind == "response.output_text.delta":
+            self.text_parts.append(get(event, "delta") or "")
+            self.content_events += 1
+        elif kind in ("response.created", "response.completed", "response.incomplete", "response.failed"):
+            response = get(event, "response")
+            self.model = get(response, "model") or self.model
+            raw_usage = get(response, "usage")
+            if raw_usage is not None:
+                self.usage = extract_usage(raw_usage)
+                self.usage_final = kind != "response.created"
+        return True
+
+
+def stream_accumulator(kind: str, hide_usage_chunk: bool) -> StreamAccumulator:
+    return ResponsesStreamAccumulator() if kind == "responses" else ChatStreamAccumulator(hide_usage_chunk)

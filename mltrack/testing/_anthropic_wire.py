@@ -73,7 +73,9 @@ def messages(body: Mapping[str, Any], script: ScriptedReply, ctx: Context) -> Js
     """POST /v1/messages."""
     prompt, user = anthropic_texts(body)
     schema = _schema(body)
-    a = make_answer(script, str(body.get("model") or "fake-model"), prompt, user, schema=schema, json_mode=schema is not None)
+    a = make_answer(
+        script, str(body.get("model") or "fake-model"), prompt, user, schema=schema, json_mode=schema is not None
+    )
     if not body.get("stream"):
         return JsonReply(200, _message(a, ctx, _blocks(a, ctx), anthropic_stop(a), _usage(a)), _headers(ctx, script))
     return StreamReply(tuple(_events(a, ctx)), _headers(ctx, script))
@@ -102,9 +104,15 @@ def _events(a: Answer, ctx: Context) -> list[SseEvent]:
                 emit("content_block_delta", True, index=index, delta={"type": "text_delta", "text": piece})
         else:
             for piece in split_fixed(dumps(block["input"])):
-                emit("content_block_delta", True, index=index, delta={"type": "input_json_delta", "partial_json": piece})
+                emit(
+                    "content_block_delta", True, index=index, delta={"type": "input_json_delta", "partial_json": piece}
+                )
         emit("content_block_stop", index=index)
-    emit("message_delta", delta={"stop_reason": anthropic_stop(a), "stop_sequence": None}, usage={"output_tokens": output_tokens})
+    emit(
+        "message_delta",
+        delta={"stop_reason": anthropic_stop(a), "stop_sequence": None},
+        usage={"output_tokens": output_tokens},
+    )
     emit("message_stop")
     return events
 

@@ -126,7 +126,10 @@ def _chat_events(a: Answer, ctx: Context, include_usage: bool) -> list[SseEvent]
     }
 
     def chunk(delta: Mapping[str, Any], finish: str | None = None, content: bool = False) -> SseEvent:
-        data: dict[str, Any] = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        data: dict[str, Any] = {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         if include_usage:
             data["usage"] = None
         return _sse(data, content)
@@ -135,7 +138,12 @@ def _chat_events(a: Answer, ctx: Context, include_usage: bool) -> list[SseEvent]
     events = [chunk({"role": "assistant", "content": "" if has_text else None, "refusal": None})]
     events += [chunk({"content": piece}, content=True) for piece in split_chunks(a.text)]
     for i, call in enumerate(a.tool_calls):
-        head = {"index": i, "id": _call_id(a, ctx, i), "type": "function", "function": {"name": call.name, "arguments": ""}}
+        head = {
+            "index": i,
+            "id": _call_id(a, ctx, i),
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
         events.append(chunk({"tool_calls": [head]}))
         events += [
             chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}, content=True)
@@ -164,7 +172,10 @@ def completions(body: Mapping[str, Any], script: ScriptedReply, ctx: Context) ->
     include_usage = _include_usage(body)
 
     def chunk(text: str, finish_reason: str | None, content: bool) -> SseEvent:
-        data: dict[str, Any] = {**base, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}]}
+        data: dict[str, Any] = {
+            **base,
+            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+        }
         if include_usage:
             data["usage"] = None
         return _sse(data, content)
@@ -225,7 +236,9 @@ def _output_items(a: Answer, ctx: Context, done: bool) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if a.text or not a.tool_calls:
         content = [_text_part(a.text)] if done else []
-        items.append({"id": ctx.ident("msg_"), "type": "message", "status": state, "role": "assistant", "content": content})
+        items.append(
+            {"id": ctx.ident("msg_"), "type": "message", "status": state, "role": "assistant", "content": content}
+        )
     for i, call in enumerate(a.tool_calls):
         items.append(
             {
@@ -350,7 +363,14 @@ def error_reply(status: int, script: ScriptedReply, ctx: Context) -> JsonReply:
     kind, code, message = _ERRORS.get(
         status, ("server_error" if status >= 500 else "invalid_request_error", None, f"Error {status}.")
     )
-    body = {"error": {"message": script.error_message or message, "type": script.error_type or kind, "param": None, "code": code}}
+    body = {
+        "error": {
+            "message": script.error_message or message,
+            "type": script.error_type or kind,
+            "param": None,
+            "code": code,
+        }
+    }
     headers = _headers(ctx, script)
     if status == 429:
         headers = {"retry-after": _seconds(script.retry_after_s), **headers}
@@ -365,10 +385,11 @@ def not_found(method: str, path: str) -> JsonReply:
 
 def bad_request(message: str, param: str | None = None) -> JsonReply:
     """A 400 in OpenAI's format."""
-    return JsonReply(400, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}})
+    return JsonReply(
+        400, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}
+    )
 
 
 def _seconds(value: float) -> str:
     """A retry-after value: whole seconds as an integer, else a decimal."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-

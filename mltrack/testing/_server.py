@@ -45,6 +45,11 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: "FakeLLMServer"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Print handler errors only when verbose (clients vanishing is normal here)."""
+        if self.owner.verbose:
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     """Reads one request, records it, and writes the fake provider's answer."""
@@ -56,6 +61,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Track the connection so stop() can close it."""
         super().setup()
         self.server.owner._connections.add(self.connection)
+
+    def handle(self) -> None:
+        """Serve keep-alive requests until the client goes away, quietly."""
+        try:
+            super().handle()
+        except OSError:
+            self.close_connection = True
 
     def finish(self) -> None:
         """Forget the connection."""

@@ -1,0 +1,139 @@
+"""The life of one instrumented call: which run it goes to, the budget check, timing, and its one record."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+import weakref
+from contextvars import ContextVar
+from typing import Any, Mapping
+
+from mltrack import _safety
+from mltrack.config import get_settings
+from mltrack.engine.budgets import ensure_within_budget
+from mltrack.engine.process import RawCall
+from mltrack.entry import _runs
+from mltrack.entry._log import safe_record_call
+from mltrack.errors import BudgetExceededError
+from mltrack.providers._base import Extracted, Request, StreamAccumulator
+from mltrack.run_state import RunHandle
+
+# Set while an instrumented call runs, so a framework that calls an SDK underneath is logged once, not twice.
+_inside: ContextVar[bool] = ContextVar("mltrack_inside_llm_call", default=False)
+
+
+class _LoggedResponses:
+    """Responses already logged by instrumentation, so ``@track`` returning one does not log it again."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, Any] = {}
+
+    def add(self, obj: Any) -> None:
+        key = id(obj)
+        try:
+            self._refs[key] = weakref.ref(obj, lambda _ref, key=key: self._refs.pop(key, None))
+        except TypeError:
+            pass
+
+    def __contains__(self, obj: Any) -> bool:
+        ref = self._refs.get(id(obj))
+        return ref is not None and ref() is obj
+
+
+logged_responses = _LoggedResponses()
+
+
+class CallScope:
+    """One instrumented call, from just before the request to its single record (finalized once)."""
+
+    __slots__ = ("provider", "request", "metadata", "handle", "standalone", "started", "finished", "_token")
+
+    def __init__(self, provider: str, request: Request, metadata: Mapping[str, Any], handle: RunHandle | None,
+                 standalone: bool) -> None:
+        self.provider = provider
+        self.request = request
+        self.metadata = dict(metadata)
+        self.handle = handle
+        self.standalone = standalone
+        self.started = time.perf_counter()
+        self.finished = False
+        self._token: Any = None
+
+    @classmethod
+    def begin(cls, provider: str, request: Request, metadata: Mapping[str, Any] | None = None) -> "CallScope | None":
+        """A scope for a call about to be made, or None to pass it through untouched.
+
+        Raises :class:`BudgetExceededError` (before any request is sent) once the run's hard limit is reached.
+        """
+        if _inside.get():
+            return None
+        try:
+            settings = get_settings()
+            if not settings.enabled or not settings.llm_tracking_enabled:
+                return None
+            handle = _runs.current_run()
+            ensure_within_budget(handle, settings)
+            standalone = False
+            if handle is None:
+                if not settings.standalone_runs:
+                    return None
+                name = "chat-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                handle, standalone = _runs.open_run(name, settings), True
+            return cls(provider, request, metadata or {}, handle, standalone)
+        except BudgetExceededError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            _safety.report_internal_error("preparing an instrumented call", exc)
+            return None
+
+    def enter(self) -> None:
+        self._token = _inside.set(True)
+
+    def exit(self) -> None:
+        if self._token is not None:
+            _inside.reset(self._token)
+            self._token = None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def finish(self, *, response: Any = None, extracted: Extracted | None = None, error: BaseException | None = None,
+               ttft_ms: float | None = None, stream_end_ms: float | None = None, content_events: int = 0,
+               extra_metadata: Mapping[str, Any] | None = None) -> None:
+        """Record the call once (later calls do nothing); never raises."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            metadata = {**self.metadata, **(extra_metadata or {})}
+            raw = RawCall(
+                prompt=self.request.prompt,
+                response=extracted.text if extracted is not None else response,
+                token_usage=extracted.usage if extracted is not None else None,
+                model=extracted.model if extracted is not None else None,
+                provider=self.provider,
+                fallback_model=self.request.model if isinstance(self.request.model, str) else None,
+                latency_ms=self.elapsed_ms(),
+                ttft_ms=ttft_ms,
+                stream_end_ms=stream_end_ms,
+                content_events=content_events,
+                params=self.request.params,
+                metadata=metadata,
+                error=type(error).__name__ if error is not None else None,
+            )
+            safe_record_call(raw, self.handle)
+            if response is not None:
+                logged_responses.add(response)
+        except Exception as exc:  # noqa: BLE001
+            _safety.report_internal_error("recording an instrumented call", exc)
+        finally:
+            if self.standalone and self.handle is not None:
+                _safety.guarded("closing a run", _runs.close_run, self.handle, error, None)
+
+    def finish_stream(self, accumulator: StreamAccumulator, *, complete: bool, error: BaseException | None,
+                      first_ms: float | None, last_ms: float | None) -> None:
+        extra: dict[str, Any] = {"stream": True}
+        if not complete:
+            extra["stream_incomplete"] = True
+        self.finish(extracted=accumulator.finish(), error=error, ttft_ms=first_ms, stream_end_ms=last_ms,
+                    content_events=accumulator.content_events, extra_metadata=extra)
