@@ -14,6 +14,7 @@ Every variant writes to its own fresh local SQLite store. Usage (normally run by
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import os
 import sys
@@ -36,6 +37,13 @@ def _timed_bare(client: Any, out: list[int]) -> Any:
     response = _call(client)
     out.append(ns() - t0)
     return response
+
+
+def _control() -> Any:
+    """A fixed piece of pure-Python work (deep-copying the request messages twice), timed at the same spot as
+    the logging call: it shows how much slower any Python code runs right after a blocking HTTP call (cold
+    caches, the writer thread holding the GIL) than in a hot loop."""
+    return copy.deepcopy(C.MESSAGES), copy.deepcopy(C.MESSAGES)
 
 
 def _print_row(label: str, s: dict[str, float]) -> None:
@@ -88,6 +96,7 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     bare: list[int] = []
     tracked: list[int] = []
     logged: list[int] = []
+    control: list[int] = []
     pending: list[int] = []
     responses: list[Any] = []
     gc.collect()
@@ -96,6 +105,9 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
         for i in range(args.calls):
             if i % 2:
                 _timed_bare(client, bare)
+                t0 = ns()
+                _control()
+                control.append(ns() - t0)
             t0 = ns()
             response = _call(client)
             t1 = ns()
@@ -105,6 +117,9 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
             logged.append(t2 - t1)
             if not i % 2:
                 _timed_bare(client, bare)
+                t0 = ns()
+                _control()
+                control.append(ns() - t0)
             if i % 25 == 0:
                 pending.append(C.writer_pending() or 0)
             if len(responses) < 200:
@@ -118,6 +133,7 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     result["bare"] = C.summary_us(bare)
     result["tracked"] = C.summary_us(tracked)
     result["direct"] = C.summary_us(logged)
+    result["control"] = C.summary_us(control)
     result["diff"] = _diff(result["tracked"], result["bare"])
     result["writer_busy_fraction"] = sum(1 for p in pending if p > 0) / max(1, len(pending))
     result["writer_pending_max"] = max(pending or [0])
@@ -128,6 +144,12 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     queue_size = int(mltrack.get_config().get("writer_queue_size") or 10000)
     high, low = max(1, int(queue_size * 0.8)), max(0, queue_size // 4)
     saturated: list[int] = []
+    control_hot: list[int] = []
+    for _ in range(min(args.calls, 2000)):
+        t0 = ns()
+        _control()
+        control_hot.append(ns() - t0)
+    result["control_hot"] = C.summary_us(control_hot)
     with mltrack.track_llm_context("bench-saturated", tags={"benchmark": "latency-saturated"}) as tracker:
         for i in range(args.calls):
             if i % 50 == 0 and (C.writer_pending() or 0) > high:
@@ -150,6 +172,8 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     _print_diff("end-to-end difference tracked - bare", result["diff"])
     _print_row("direct: log_prompt_response alone", result["direct"])
     _print_row("direct, back-to-back (writer saturated)", result["direct_saturated"])
+    _print_row("control: fixed pure-Python work after a call", result["control"])
+    _print_row("control: same work, back-to-back", result["control_hot"])
     return result
 
 

@@ -1,0 +1,116 @@
+"""Section 3: ``import mltrack`` time vs. a bare interpreter vs. ``import mlflow`` (fresh subprocesses).
+
+Each statement runs in a new ``python -c`` process, ``--runs`` times after one discarded warm-up run (which also
+fills the byte-code cache); best and median wall times are reported. Byte code is cached under a temporary
+``PYTHONPYCACHEPREFIX`` so the checkout is not written to and ``PYTHONDONTWRITEBYTECODE`` does not force
+recompilation. ``python -X importtime -c "import mltrack"`` gives the modules that cost most.
+Usage (normally run by run.py): python benchmarks/bench_import.py --runs 7 --workdir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+STATEMENTS = {
+    "python -c pass": "pass",
+    "import mltrack": "import mltrack",
+    "import mlflow": "import mlflow",
+    "import openai": "import openai",
+}
+HEAVY = ("mlflow", "openai", "anthropic", "sqlalchemy", "pandas", "numpy", "tiktoken")
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(C.REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _time(code: str, env: dict[str, str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _importtime(env: dict[str, str], cwd: Path) -> list[tuple[int, int, str]]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mltrack"], env=env, cwd=cwd,
+                          check=True, capture_output=True, text=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative_us, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        rows.append((int(self_us), int(cumulative_us), name))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--result")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = _env(workdir)
+
+    times: dict[str, list[float]] = {label: [] for label in STATEMENTS}
+    for code in STATEMENTS.values():  # warm-up: fill the byte-code cache, warm the page cache
+        _time(code, env, workdir)
+    for _ in range(args.runs):  # round-robin, so drift on a noisy machine hits every statement alike
+        for label, code in STATEMENTS.items():
+            times[label].append(_time(code, env, workdir))
+    stats = {label: {"best_ms": min(v) * 1000, "median_ms": statistics.median(v) * 1000, "runs": len(v)}
+             for label, v in times.items()}
+    base_best = stats["python -c pass"]["best_ms"]
+    base_median = stats["python -c pass"]["median_ms"]
+    for s in stats.values():
+        s["added_best_ms"] = s["best_ms"] - base_best
+        s["added_median_ms"] = s["median_ms"] - base_median
+
+    probe = ("import json, sys, mltrack; print(json.dumps(sorted(m for m in %r if m in sys.modules)))" % (HEAVY,))
+    heavy_loaded = json.loads(subprocess.run([sys.executable, "-c", probe], env=env, cwd=workdir, check=True,
+                                             capture_output=True, text=True).stdout)
+    rows = _importtime(env, workdir)
+    total_us = max((cum for _, cum, name in rows if name.strip() == "mltrack"), default=0)
+    by_self = sorted(rows, key=lambda r: r[0], reverse=True)[:10]
+    top_level = sorted((r for r in rows if not r[2].startswith(" ")), key=lambda r: r[1], reverse=True)[:10]
+
+    mlflow_added = stats["import mlflow"]["added_median_ms"]
+    result = {"stats": stats, "heavy_modules_loaded": heavy_loaded, "importtime_total_ms": total_us / 1000,
+              "importtime_top_self": by_self, "importtime_top_level": top_level,
+              "ratio_vs_mlflow": stats["import mltrack"]["added_median_ms"] / mlflow_added if mlflow_added else None}
+
+    print(f"  wall time of a fresh `python -c ...`, {args.runs} runs each (after 1 warm-up), best / median:")
+    for label, s in stats.items():
+        print(f"    {label:18s} best {s['best_ms']:7.1f} ms  median {s['median_ms']:7.1f} ms   "
+              f"added over `pass`: best {s['added_best_ms']:7.1f} ms  median {s['added_median_ms']:7.1f} ms")
+    print(f"  `import mltrack` adds {result['ratio_vs_mlflow']:.1%} of what `import mlflow` adds (medians)")
+    print(f"  heavy modules imported by `import mltrack`: {heavy_loaded or 'none'} (of {', '.join(HEAVY)})")
+    print(f"  python -X importtime -c 'import mltrack': mltrack cumulative {total_us / 1000:.1f} ms; "
+          "top-level imports by cumulative time:")
+    for self_us, cum_us, name in top_level:
+        print(f"    {cum_us / 1000:7.1f} ms  {name.strip()}")
+    print("  modules with the largest self time:")
+    for self_us, cum_us, name in by_self:
+        print(f"    {self_us / 1000:7.1f} ms  {name.strip()}")
+    C.write_result(args.result, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
