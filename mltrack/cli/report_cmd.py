@@ -56,7 +56,7 @@ def write_plots(groups: list[Group], by: str, folder: Path) -> list[Path]:
     charts = [("cost_usd", [float(g.cost) for g in groups]), ("total_tokens", [g.total_tokens for g in groups]),
               ("latency_p95_ms", [g.latency_p95 or 0.0 for g in groups]), ("calls", [g.calls for g in groups])]
     for name, values in charts:
-        fig, ax = plt.subplots(figsize=(8, 0.5 + 0.4 * max(len(groups), 1)))
+        fig, ax = plt.subplots(figsize=(9, max(2.5, 1.0 + 0.4 * len(groups))))
         ax.barh([g.key for g in groups], values)
         ax.set_xlabel(name)
         ax.set_title(f"{name} per {by}")
