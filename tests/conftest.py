@@ -12,6 +12,7 @@ import pytest
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["MLTRACK_STRICT"] = "1"
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its cost map (no network)
 for _var in ("MLTRACK_CONFIG", "MLTRACK_ENABLED", "MLFLOW_ENABLED", "MLFLOW_TRACKING_URI", "MLTRACK_EXPERIMENT",
              "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
     os.environ.pop(_var, None)

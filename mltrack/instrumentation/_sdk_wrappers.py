@@ -37,15 +37,27 @@ def _unwrap_raw(result: Any) -> Any:
     return None
 
 
+def _stream_kwargs(kwargs: dict, stream_setup: StreamSetup | None) -> tuple[StreamAccumulator | None, dict]:
+    """For ``stream=True`` calls: the accumulator to watch the stream with, and the kwargs to send."""
+    if kwargs.get("stream") is not True or stream_setup is None:
+        return None, kwargs
+    return _safety.guarded("preparing a stream", stream_setup, kwargs, get_settings(), default=(None, kwargs))
+
+
+def _completed(scope: CallScope, result: Any, accumulator: StreamAccumulator | None, proxy: type) -> Any:
+    """After the SDK returned: a stream is handed back wrapped (recorded when it ends), anything else recorded now."""
+    if accumulator is not None:
+        return proxy(result, scope, accumulator)
+    scope.finish(response=_safety.guarded("reading an LLM response", _unwrap_raw, result))
+    return result
+
+
 def sync_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         scope = _begin(describe, instance, args, kwargs)
         if scope is None:
             return wrapped(*args, **kwargs)
-        accumulator = None
-        if kwargs.get("stream") is True and stream_setup is not None:
-            accumulator, kwargs = _safety.guarded("preparing a stream", stream_setup, kwargs, get_settings(),
-                                                  default=(None, kwargs))
+        accumulator, kwargs = _stream_kwargs(kwargs, stream_setup)
         scope.enter()
         try:
             result = wrapped(*args, **kwargs)
@@ -54,25 +66,18 @@ def sync_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) ->
             scope.finish(error=exc)
             raise
         scope.exit()
-        if accumulator is not None:
-            return SyncStreamProxy(result, scope, accumulator)
-        scope.finish(response=_safety.guarded("reading an LLM response", _unwrap_raw, result))
-        return result
+        return _completed(scope, result, accumulator, SyncStreamProxy)
 
     return wrapper
 
 
 def async_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        async def call() -> Any:
-            nonlocal kwargs
+        async def call(kwargs: dict) -> Any:
             scope = _begin(describe, instance, args, kwargs)
             if scope is None:
                 return await wrapped(*args, **kwargs)
-            accumulator = None
-            if kwargs.get("stream") is True and stream_setup is not None:
-                accumulator, kwargs = _safety.guarded("preparing a stream", stream_setup, kwargs, get_settings(),
-                                                      default=(None, kwargs))
+            accumulator, kwargs = _stream_kwargs(kwargs, stream_setup)
             scope.enter()
             try:
                 result = await wrapped(*args, **kwargs)
@@ -81,12 +86,9 @@ def async_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) -
                 scope.finish(error=exc)
                 raise
             scope.exit()
-            if accumulator is not None:
-                return AsyncStreamProxy(result, scope, accumulator)
-            scope.finish(response=_safety.guarded("reading an LLM response", _unwrap_raw, result))
-            return result
+            return _completed(scope, result, accumulator, AsyncStreamProxy)
 
-        return call()
+        return call(kwargs)
 
     return wrapper
 
