@@ -294,3 +294,21 @@ def test_with_mlflow_autolog_nothing_counted_twice(store, fake_llm, openai_clien
         mlflow.openai.autolog(disable=True)
     mltrack.flush(timeout=30)
     assert store.history(store.run_named("autolog").info.run_id, "llm.calls") == [(0, 1)]
+
+
+def test_api_keys_and_auth_headers_never_reach_the_store(store, fake_llm, tmp_path, instrumented):
+    key = "sk-live-SECRET-0123456789abcdef"
+    client = openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=key, max_retries=0,
+                           default_headers={"X-Custom-Auth": "custom-secret-header"})
+
+    @mltrack.track(log_args=True)
+    def ask(question, api_key=key):
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}],
+                                              extra_headers={"Authorization": f"Bearer {key}"})
+
+    ask("hello")
+    mltrack.flush(timeout=30)
+    assert fake_llm.requests[-1].headers["authorization"] == f"Bearer {key}"  # it was really sent
+    stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert b"hello" in stored  # prompts are logged by default...
+    assert key.encode() not in stored and b"custom-secret-header" not in stored  # ...credentials never
