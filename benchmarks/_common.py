@@ -158,3 +158,10 @@ def write_result(path: str | None, result: dict[str, Any]) -> None:
 
 def now() -> float:
     return time.perf_counter()
+
+
+if __name__ == "__main__":  # python benchmarks/_common.py make-template PATH
+    if len(sys.argv) == 3 and sys.argv[1] == "make-template":
+        make_template_store(Path(sys.argv[2]))
+        sys.exit(0)
+    sys.exit("usage: python benchmarks/_common.py make-template PATH")

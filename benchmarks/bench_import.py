@@ -1,17 +1,20 @@
 """Section 3: ``import mltrack`` time vs. a bare interpreter vs. ``import mlflow`` (fresh subprocesses).
 
-Each statement runs in a new ``python -c`` process, ``--runs`` times after one discarded warm-up run (which also
-fills the byte-code cache); best and median wall times are reported. Byte code is cached under a temporary
-``PYTHONPYCACHEPREFIX`` so the checkout is not written to and ``PYTHONDONTWRITEBYTECODE`` does not force
-recompilation. ``python -X importtime -c "import mltrack"`` gives the modules that cost most.
+Each statement runs in a new ``python -c`` process, ``--runs`` times (round-robin, after one discarded warm-up
+round when runs > 1); best and median wall times are reported. mltrack is imported from a byte-compiled copy
+of the checkout in the work folder, as from an installed wheel (the checkout itself is not written to, and
+``PYTHONDONTWRITEBYTECODE`` would otherwise make every run recompile it); installed packages use their own
+byte code. ``python -X importtime -c "import mltrack"`` gives the modules that cost most.
 Usage (normally run by run.py): python benchmarks/bench_import.py --runs 7 --workdir DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,12 +34,22 @@ STATEMENTS = {
 HEAVY = ("mlflow", "openai", "anthropic", "sqlalchemy", "pandas", "numpy", "tiktoken")
 
 
-def _env(workdir: Path) -> dict[str, str]:
+def _compiled_copy(workdir: Path) -> Path:
+    """mltrack (and its pricing data) copied into ``workdir/src`` and byte-compiled there."""
+    src = workdir / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(C.REPO / "mltrack", src / "mltrack", ignore=shutil.ignore_patterns("__pycache__"))
+    if (C.REPO / "pricing").is_dir():
+        shutil.copytree(C.REPO / "pricing", src / "pricing")
+    compileall.compile_dir(str(src / "mltrack"), quiet=1)
+    return src
+
+
+def _env(src: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(C.REPO), env.get("PYTHONPATH")) if p)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != C.REPO]
+    env["PYTHONPATH"] = os.pathsep.join([str(src), *rest])
     return env
 
 
@@ -72,11 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    env = _env(workdir)
+    env = _env(_compiled_copy(workdir))
+    where = subprocess.run([sys.executable, "-c", "import mltrack; print(mltrack.__file__)"], env=env, cwd=workdir,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    if not where.startswith(str(workdir)):
+        raise SystemExit(f"expected mltrack from the compiled copy in {workdir}, got {where}")
 
     times: dict[str, list[float]] = {label: [] for label in STATEMENTS}
-    for code in STATEMENTS.values():  # warm-up: fill the byte-code cache, warm the page cache
-        _time(code, env, workdir)
+    if args.runs > 1:
+        for code in STATEMENTS.values():  # warm-up round: the page cache
+            _time(code, env, workdir)
     for _ in range(args.runs):  # round-robin, so drift on a noisy machine hits every statement alike
         for label, code in STATEMENTS.items():
             times[label].append(_time(code, env, workdir))
@@ -101,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
               "importtime_top_self": by_self, "importtime_top_level": top_level,
               "ratio_vs_mlflow": stats["import mltrack"]["added_median_ms"] / mlflow_added if mlflow_added else None}
 
-    print(f"  wall time of a fresh `python -c ...`, {args.runs} runs each (after 1 warm-up), best / median:")
+    warm = " (after 1 warm-up)" if args.runs > 1 else ""
+    print(f"  wall time of a fresh `python -c ...`, {args.runs} runs each{warm}, best / median:")
     for label, s in stats.items():
         print(f"    {label:18s} best {s['best_ms']:7.1f} ms  median {s['median_ms']:7.1f} ms   "
               f"added over `pass`: best {s['added_best_ms']:7.1f} ms  median {s['added_median_ms']:7.1f} ms")

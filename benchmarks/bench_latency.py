@@ -55,8 +55,20 @@ def _diff(tracked: dict[str, float], bare: dict[str, float]) -> dict[str, float]
     return {k: tracked[k] - bare[k] for k in ("p50", "p90", "p99", "max", "mean")}
 
 
+def _noise(bare: list[int]) -> dict[str, float]:
+    """How far apart two halves of the same bare samples (alternate calls) are at each percentile: a difference
+    between tracked and bare smaller than this cannot be told from noise."""
+    a, b = C.summary_us(bare[0::2]), C.summary_us(bare[1::2])
+    return {k: abs(a[k] - b[k]) for k in ("p50", "p90", "p99", "mean")}
+
+
 def _print_diff(label: str, d: dict[str, float]) -> None:
     print(f"    {label:44s} p50 {C.fmt_us(d['p50']):>10s}  p90 {C.fmt_us(d['p90']):>10s}  "
+          f"p99 {C.fmt_us(d['p99']):>10s}  mean {C.fmt_us(d['mean']):>10s}")
+
+
+def _print_noise(d: dict[str, float]) -> None:
+    print(f"    {'noise: bare half vs bare half (+/-)':44s} p50 {C.fmt_us(d['p50']):>10s}  p90 {C.fmt_us(d['p90']):>10s}  "
           f"p99 {C.fmt_us(d['p99']):>10s}  mean {C.fmt_us(d['mean']):>10s}")
 
 
@@ -135,6 +147,7 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     result["direct"] = C.summary_us(logged)
     result["control"] = C.summary_us(control)
     result["diff"] = _diff(result["tracked"], result["bare"])
+    result["noise"] = _noise(bare)
     result["writer_busy_fraction"] = sum(1 for p in pending if p > 0) / max(1, len(pending))
     result["writer_pending_max"] = max(pending or [0])
     result["metric_rows_written"] = C.count_rows(Path(args.db), "metrics")
@@ -164,12 +177,13 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     result["dropped"] = C.writer_dropped()
 
     print(f"  mltrack (track_llm_context + log_prompt_response), {args.calls} tracked + {len(bare)} bare calls, "
-          f"interleaved call by call; writer busy in {result['writer_busy_fraction']:.0%} of samples "
-          f"(max {result['writer_pending_max']} queued), {result['metric_rows_written']} metric rows written")
+          f"interleaved call by call; records waiting for the writer in {result['writer_busy_fraction']:.0%} of "
+          f"samples (at most {result['writer_pending_max']}); {result['metric_rows_written']} metric rows written")
     _print_row("bare call, before mltrack was imported", result["bare_pristine"])
     _print_row("bare call (interleaved)", result["bare"])
     _print_row("tracked call (call + log_prompt_response)", result["tracked"])
     _print_diff("end-to-end difference tracked - bare", result["diff"])
+    _print_noise(result["noise"])
     _print_row("direct: log_prompt_response alone", result["direct"])
     _print_row("direct, back-to-back (writer saturated)", result["direct_saturated"])
     _print_row("control: fixed pure-Python work after a call", result["control"])
@@ -207,17 +221,23 @@ def run_instrument(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     result = {"variant": "instrument", "bare": C.summary_us(bare), "tracked": C.summary_us(traced),
               "flushed": flushed, "metric_rows_written": C.count_rows(Path(args.db), "metrics")}
     result["diff"] = _diff(result["tracked"], result["bare"])
+    result["noise"] = _noise(bare)
     print(f"  mltrack.instrument('openai'), blocks of {args.block} calls alternating on/off, "
           f"{result['metric_rows_written']} metric rows written")
     _print_row("bare call", result["bare"])
     _print_row("instrumented call", result["tracked"])
     _print_diff("end-to-end difference instrumented - bare", result["diff"])
+    _print_noise(result["noise"])
     return result
 
 
 def run_autolog(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     import mlflow
 
+    try:  # MLflow prices each span with litellm when it is installed, importing it on the first traced call;
+        import litellm  # noqa: F401 - importing it here, untimed, avoids a lazy import racing the exporter thread
+    except ImportError:
+        pass
     mlflow.set_tracking_uri(args.uri)
     mlflow.openai.autolog()
     for _ in range(args.warmup):
@@ -235,11 +255,13 @@ def run_autolog(args: argparse.Namespace, client: Any) -> dict[str, Any]:
               "trace_flush_s": time.perf_counter() - t0,
               "traces_written": C.count_rows(Path(args.db), "trace_info")}
     result["diff"] = _diff(result["tracked"], result["bare"])
+    result["noise"] = _noise(bare)
     print(f"  mlflow.openai.autolog() (MLflow tracing), blocks of {args.block} calls alternating on/off, "
           f"{result['traces_written']} traces written (incl. {args.warmup} warm-up)")
     _print_row("bare call", result["bare"])
     _print_row("autologged call", result["tracked"])
     _print_diff("end-to-end difference autolog - bare", result["diff"])
+    _print_noise(result["noise"])
     return result
 
 
@@ -251,10 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=50)
     parser.add_argument("--template", required=True, help="a migrated SQLite store to copy")
     parser.add_argument("--workdir", required=True)
+    parser.add_argument("--switch-interval", type=float,
+                        help="sys.setswitchinterval(S) first (an experiment: how much of the tail is GIL hand-off)")
     parser.add_argument("--base-url", help="the fake server's OpenAI base URL (default: one in this process)")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
 
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     args.uri, db = C.fresh_store(Path(args.template), Path(args.workdir), f"latency-{args.variant}")
     args.db = str(db)
     os.environ["MLFLOW_TRACKING_URI"] = args.uri

@@ -1,14 +1,17 @@
 """Section 2: throughput persisted to a local SQLite store, mltrack vs. MLflow's own ``log_batch``.
 
 mltrack: N calls logged with ``tracker.log_prompt_response`` (real OpenAI SDK response objects, taken once from
-the fake server) inside one ``track_llm_context``, then ``mltrack.flush()``; timed from the first call to the
-end of the flush, so it covers the writer turning every call into metric rows, tags and the ``llm/`` JSONL
-artifact. The queue is sized to hold all N records, so nothing is dropped or spilled.
+the fake server) inside one ``track_llm_context``, in R rounds of N/R calls, each round followed by
+``mltrack.flush()``; a round is timed from its first call to the end of its flush, so it covers the writer
+turning every call into metric rows, tags and the ``llm/`` JSONL artifact. ``writer_queue_size`` is set to hold
+all N records, so nothing waits for room. One-time setup (writer thread, store connection, first run) is done
+before, untimed, as it is for the baseline's client.
 
-Baseline: the very metric rows mltrack wrote (read back from its store: same keys, values, steps and
-timestamps, same count) written with ``MlflowClient.log_batch`` in batches of 1000 into a fresh store, timed
-from the first batch to the last. Usage (normally run by run.py):
-  python benchmarks/bench_throughput.py --calls 20000 --template T.db --workdir DIR
+Baseline: after each mltrack round, the very metric rows that round wrote (read back from mltrack's store: same
+keys, values, steps and timestamps, same count) are written with ``MlflowClient.log_batch`` in batches of 1000
+into a fresh store of their own, timed from the first batch to the last. Rounds alternate (mltrack, log_batch,
+mltrack, ...) so that a noisy machine slows both alike. Usage (normally run by run.py):
+  python benchmarks/bench_throughput.py --calls 20000 --rounds 4 --template T.db --workdir DIR
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 BATCH = 1000
+RUN_NAME = "bench-throughput"
 
 
 def _responses(base_url: str | None, count: int) -> list[Any]:
@@ -42,59 +46,18 @@ def _responses(base_url: str | None, count: int) -> list[Any]:
             server.stop()
 
 
-def run_mltrack(args: argparse.Namespace, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    uri, db = C.fresh_store(Path(args.template), Path(args.workdir), "throughput-mltrack")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    import mltrack
-
-    mltrack.configure(writer_queue_size=max(10000, args.calls + 1000))
-    n = len(pairs)
-    # One-time setup outside the timed region, as for the baseline's client: the writer thread, the store
-    # connection (importing SQLAlchemy/alembic, checking the schema) and a first run.
-    t0 = time.perf_counter()
-    with mltrack.track_llm_context("bench-throughput-warmup") as tracker:
-        for messages, response in pairs[:10]:
-            tracker.log_prompt_response(messages, response, latency_ms=12.5)
-    mltrack.flush(300)
-    setup_s = time.perf_counter() - t0
-    warm_rows = C.count_rows(db, "metrics")
-    t0 = time.perf_counter()
-    with mltrack.track_llm_context("bench-throughput", tags={"benchmark": "throughput"}) as tracker:
-        for i in range(args.calls):
-            messages, response = pairs[i % n]
-            tracker.log_prompt_response(messages, response, latency_ms=12.5)
-    t_calls = time.perf_counter() - t0
-    flushed = mltrack.flush(1800)
-    elapsed = time.perf_counter() - t0
-    rows = C.count_rows(db, "metrics") - warm_rows
-    return {"uri": uri, "db": str(db), "calls": args.calls, "setup_s": setup_s, "elapsed_s": elapsed, "caller_s": t_calls,
-            "flushed": flushed, "metric_rows": rows, "rows_per_call": rows / args.calls if args.calls else 0,
-            "calls_per_s": args.calls / elapsed, "rows_per_s": rows / elapsed, "dropped": C.writer_dropped()}
-
-
-def run_log_batch(args: argparse.Namespace, source_db: Path) -> dict[str, Any]:
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    with sqlite3.connect(source_db) as conn:
-        rows = conn.execute("SELECT m.key, m.value, m.timestamp, m.step FROM metrics m JOIN runs r "
-                            "ON m.run_uuid = r.run_uuid WHERE r.name = 'bench-throughput' ORDER BY m.step, m.rowid").fetchall()
-    metrics = [Metric(key, float(value), int(ts), int(step)) for key, value, ts, step in rows]
-    uri, db = C.fresh_store(Path(args.template), Path(args.workdir), "throughput-log-batch")
-    client = MlflowClient(tracking_uri=uri)
-    run_id = client.create_run("0", run_name="bench-log-batch").info.run_id
-    t0 = time.perf_counter()
-    for i in range(0, len(metrics), BATCH):
-        client.log_batch(run_id, metrics=metrics[i:i + BATCH])
-    elapsed = time.perf_counter() - t0
-    written = C.count_rows(db, "metrics")
-    return {"metric_rows": written, "elapsed_s": elapsed, "rows_per_s": written / elapsed if elapsed else 0.0,
-            "batch": BATCH}
+def _rows(db: Path, first_step: int, last_step: int) -> list[tuple[str, float, int, int]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT m.key, m.value, m.timestamp, m.step FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+            "WHERE r.name = ? AND m.key LIKE 'llm.%' AND m.step BETWEEN ? AND ? ORDER BY m.step, m.rowid",
+            (RUN_NAME, first_step, last_step)).fetchall()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--template", required=True)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--base-url")
@@ -102,19 +65,68 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pairs = _responses(args.base_url, 50)
-    mine = run_mltrack(args, pairs)
-    base = run_log_batch(args, Path(mine["db"]))
+    uri, db = C.fresh_store(Path(args.template), Path(args.workdir), "throughput-mltrack")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    import mltrack
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    mltrack.configure(writer_queue_size=max(10000, args.calls + 1000))
+    t0 = time.perf_counter()
+    with mltrack.track_llm_context("bench-throughput-warmup") as tracker:
+        for messages, response in pairs[:10]:
+            tracker.log_prompt_response(messages, response, latency_ms=12.5)
+    mltrack.flush(300)
+    setup_s = time.perf_counter() - t0
+
+    lb_uri, lb_db = C.fresh_store(Path(args.template), Path(args.workdir), "throughput-log-batch")
+    client = MlflowClient(tracking_uri=lb_uri)
+    lb_run = client.create_run("0", run_name="bench-log-batch").info.run_id
+
+    per_round = max(1, args.calls // args.rounds)
+    rounds: list[dict[str, Any]] = []
+    all_flushed = True
+    step = 0
+    with mltrack.track_llm_context(RUN_NAME, tags={"benchmark": "throughput"}) as tracker:
+        for r in range(args.rounds):
+            first = step
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                messages, response = pairs[step % len(pairs)]
+                tracker.log_prompt_response(messages, response, latency_ms=12.5)
+                step += 1
+            t_calls = time.perf_counter() - t0
+            flushed = mltrack.flush(1800)
+            t_mltrack = time.perf_counter() - t0
+            all_flushed = all_flushed and flushed
+            rows = [Metric(k, float(v), int(ts), int(s)) for k, v, ts, s in _rows(db, first, step - 1)]
+            t0 = time.perf_counter()
+            for i in range(0, len(rows), BATCH):
+                client.log_batch(lb_run, metrics=rows[i:i + BATCH])
+            t_lb = time.perf_counter() - t0
+            rounds.append({"calls": per_round, "rows": len(rows), "mltrack_s": t_mltrack, "caller_s": t_calls,
+                           "log_batch_s": t_lb, "flushed": flushed})
+            print(f"    round {r + 1}/{args.rounds}: mltrack {per_round:,} calls -> {len(rows):,} rows in "
+                  f"{t_mltrack:.2f} s (caller {t_calls:.2f} s)  |  log_batch same rows in {t_lb:.2f} s")
+
+    calls = sum(x["calls"] for x in rounds)
+    rows_m = sum(x["rows"] for x in rounds)
+    mltrack_s = sum(x["mltrack_s"] for x in rounds)
+    lb_s = sum(x["log_batch_s"] for x in rounds)
+    with sqlite3.connect(lb_db) as conn:
+        rows_lb = conn.execute("SELECT COUNT(*) FROM metrics WHERE key LIKE 'llm.%'").fetchone()[0]
+    mine = {"calls": calls, "metric_rows": rows_m, "elapsed_s": mltrack_s, "caller_s": sum(x["caller_s"] for x in rounds),
+            "setup_s": setup_s, "flushed": all_flushed, "rows_per_call": rows_m / calls if calls else 0.0,
+            "calls_per_s": calls / mltrack_s, "rows_per_s": rows_m / mltrack_s, "dropped": C.writer_dropped()}
+    base = {"metric_rows": rows_lb, "elapsed_s": lb_s, "rows_per_s": rows_lb / lb_s if lb_s else 0.0, "batch": BATCH}
     ratio = mine["rows_per_s"] / base["rows_per_s"] if base["rows_per_s"] else float("nan")
-    result = {"mltrack": mine, "log_batch": base, "ratio": ratio}
+    result = {"mltrack": mine, "log_batch": base, "ratio": ratio, "rounds": rounds}
     dropped = f", {mine['dropped']} dropped" if mine["dropped"] else ""
-    print(f"  mltrack: {mine['calls']} calls -> {mine['metric_rows']} metric rows "
-          f"({mine['rows_per_call']:.1f}/call) in {mine['elapsed_s']:.2f} s "
-          f"(caller loop {mine['caller_s']:.2f} s, flush {'ok' if mine['flushed'] else 'TIMED OUT'}"
-          f"{dropped}): "
+    print(f"  mltrack: {calls:,} calls -> {rows_m:,} metric rows ({mine['rows_per_call']:.1f}/call) in "
+          f"{mltrack_s:.2f} s (flush {'ok' if all_flushed else 'TIMED OUT'}{dropped}): "
           f"{mine['calls_per_s']:,.0f} calls/s, {mine['rows_per_s']:,.0f} metric rows/s")
-    print(f"  (one-time setup before the timed region: writer thread, store connection, first run: "
-          f"{mine['setup_s']:.2f} s)")
-    print(f"  MlflowClient.log_batch, same {base['metric_rows']} rows, batches of {BATCH}: {base['elapsed_s']:.2f} s, "
+    print(f"  (one-time setup before the timed rounds: writer thread, store connection, first run: {setup_s:.2f} s)")
+    print(f"  MlflowClient.log_batch, the same {rows_lb:,} rows, batches of {BATCH}: {lb_s:.2f} s, "
           f"{base['rows_per_s']:,.0f} metric rows/s")
     print(f"  ratio mltrack / log_batch (metric rows/s): {ratio:.2f}x")
     C.write_result(args.result, result)

@@ -70,6 +70,8 @@ KEYS: tuple[Key, ...] = (
         example={"team": "search", "env": "dev"}),
     Key("stream_include_usage", Bool(), True, "MLTRACK_STREAM_INCLUDE_USAGE",
         "Ask OpenAI to report token usage at the end of streamed responses.", extension=True),
+    Key("llm_log_traces", Bool(), True, "MLTRACK_LLM_LOG_TRACES",
+        "Also write each LLM call as an MLflow trace span (type LLM, with tokens and cost).", extension=True),
     Key("standalone_runs", Bool(), True, "MLTRACK_STANDALONE_RUNS",
         "A call made outside any run gets a short run of its own.", extension=True),
     Key("writer_queue_size", Int(minimum=0), 10000, "MLTRACK_WRITER_QUEUE_SIZE",

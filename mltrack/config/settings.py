@@ -26,6 +26,7 @@ class Settings:
     auto_instrument: bool
     tags: Mapping[str, str]
     stream_include_usage: bool
+    llm_log_traces: bool
     standalone_runs: bool
     writer_queue_size: int
     writer_flush_interval: float

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 
 from mltrack.engine.pricing import ModelPrice
 from mltrack.record import CostBreakdown, Usage
 
 _PER_MILLION = Decimal(1_000_000)
+_EXACT = Context(prec=60)  # enough digits that no realistic token count x rate is ever rounded
 
 
 def _count(value: int | None) -> int:
@@ -33,8 +34,8 @@ def compute_cost(price: ModelPrice, usage: Usage) -> CostBreakdown:
     cached_rate = rates.cached_input if rates.cached_input is not None else input_rate
     write_rate = rates.cache_write if rates.cache_write is not None else input_rate
 
-    with localcontext() as ctx:
-        ctx.prec = 60
-        prompt_cost = (fresh * input_rate + cached * cached_rate + writes * write_rate) / _PER_MILLION
-        completion_cost = completion * rates.output / _PER_MILLION
+    mul, add = _EXACT.multiply, _EXACT.add
+    prompt_cost = _EXACT.divide(add(add(mul(fresh, input_rate), mul(cached, cached_rate)), mul(writes, write_rate)),
+                                _PER_MILLION)
+    completion_cost = _EXACT.divide(mul(completion, rates.output), _PER_MILLION)
     return CostBreakdown(prompt=prompt_cost, completion=completion_cost)

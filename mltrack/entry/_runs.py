@@ -24,7 +24,7 @@ def current_run() -> RunHandle | None:
     if handle is not None:
         return handle
     mlflow = sys.modules.get("mlflow")
-    if mlflow is not None:
+    if mlflow is not None and not getattr(mlflow.__spec__, "_initializing", False):  # not while being imported
         active = mlflow.active_run()
         if active is not None:
             return external_run(active.info.run_id)
@@ -41,7 +41,7 @@ def external_run(run_id: str, tracking_uri: str | None = None) -> RunHandle:
 
 
 def open_run(name: str, settings: Any, *, tags: Mapping[str, Any] | None = None, experiment: str | None = None,
-             params: Mapping[str, str] | None = None) -> RunHandle:
+             params: Mapping[str, str] | None = None, kind: str = "function") -> RunHandle:
     """Start a run (nested under the current one) in the background writer; returns its handle at once."""
     parent = current_run()
     handle = RunHandle(
@@ -50,6 +50,7 @@ def open_run(name: str, settings: Any, *, tags: Mapping[str, Any] | None = None,
         experiment=experiment or (None if parent is not None else settings.experiment_name),
         tags={**{k: str(v) for k, v in (settings.tags or {}).items()}, **{k: str(v) for k, v in (tags or {}).items()}},
         tracking_uri=settings.tracking_uri if parent is None else parent.tracking_uri,
+        kind=kind,
     )
     writer.submit(StartRun(handle, dict(params or {})))
     return handle

@@ -28,7 +28,7 @@ class _LLMContext:
         settings = get_settings()
         if settings.enabled:
             self._handle = _safety.guarded("opening a run", _runs.open_run, self._name, settings, tags=self._tags,
-                                           experiment=self._experiment)
+                                           experiment=self._experiment, kind="context")
         if self._handle is None:
             return LLMTracker(model=self._model, provider=self._provider)
         self._token = _runs.activate(self._handle)

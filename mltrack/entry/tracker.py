@@ -51,7 +51,7 @@ class LLMTracker:
             return handle
         if self._own is None:
             name = "llm-tracker-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            self._own = _runs.open_run(name, settings)
+            self._own = _runs.open_run(name, settings, kind="tracker")
         return self._own
 
     @property

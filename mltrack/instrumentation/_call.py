@@ -78,7 +78,7 @@ class CallScope:
                 if not settings.standalone_runs:
                     return None
                 name = "chat-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-                handle, standalone = _runs.open_run(name, settings), True
+                handle, standalone = _runs.open_run(name, settings, kind="standalone"), True
             return cls(provider, request, metadata or {}, handle, standalone)
         except BudgetExceededError:
             raise

@@ -114,13 +114,20 @@ def extract_usage(obj: Any) -> Usage:
     if completion is None and prompt is not None and total is not None and total == prompt:
         completion = 0  # embeddings report prompt and total only
     prompt, completion = fill_parts(prompt, completion, total)
+    cached = as_int(get(in_details, "cached_tokens"))
+    writes = as_int(get(in_details, "cache_write_tokens"))
+    reasoning = as_int(get(out_details, "reasoning_tokens"))
+    if isinstance(obj, dict):  # mltrack's own flat names, accepted in usage dicts
+        cached = cached or as_int(obj.get("cached_prompt_tokens"))
+        writes = writes or as_int(obj.get("cache_write_tokens"))
+        reasoning = reasoning or as_int(obj.get("reasoning_tokens"))
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total_of(prompt, completion, total),
-        cached_prompt_tokens=as_int(get(in_details, "cached_tokens")) or as_int(get(obj, "cached_prompt_tokens")) or 0,
-        cache_write_tokens=as_int(get(in_details, "cache_write_tokens")) or as_int(get(obj, "cache_write_tokens")) or 0,
-        reasoning_tokens=as_int(get(out_details, "reasoning_tokens")) or as_int(get(obj, "reasoning_tokens")) or 0,
+        cached_prompt_tokens=cached or 0,
+        cache_write_tokens=writes or 0,
+        reasoning_tokens=reasoning or 0,
     )
 
 
