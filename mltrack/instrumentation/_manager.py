@@ -22,6 +22,10 @@ def _lazy(module: str) -> tuple[Callable[[], None], Callable[[], None]]:
 PATCHERS: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
     "openai": _lazy("openai"),
     "anthropic": _lazy("anthropic"),
+    "langchain": _lazy("langchain"),
+    "llama_index": _lazy("llama_index"),
+    "litellm": _lazy("litellm"),
+    "dspy": _lazy("dspy"),
 }
 _applied: set[str] = set()
 _lock = threading.Lock()

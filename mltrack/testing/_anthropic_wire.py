@@ -111,7 +111,7 @@ def _events(a: Answer, ctx: Context) -> list[SseEvent]:
     emit(
         "message_delta",
         delta={"stop_reason": anthropic_stop(a), "stop_sequence": None},
-        usage={"output_tokens": output_tokens},
+        usage={**usage, "output_tokens": output_tokens},  # cumulative counts, as the real API sends
     )
     emit("message_stop")
     return events
