@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["MLTRACK_STRICT"] = "1"
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its cost map (no network)
+# Every test process gets a journal folder of its own: never replay (or leave) records in the user's cache dir.
+os.environ["MLTRACK_JOURNAL_DIR"] = tempfile.mkdtemp(prefix="mltrack-test-journal-")
 for _var in ("MLTRACK_CONFIG", "MLTRACK_ENABLED", "MLFLOW_ENABLED", "MLFLOW_TRACKING_URI", "MLTRACK_EXPERIMENT",
              "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
     os.environ.pop(_var, None)
@@ -125,3 +128,13 @@ def _fresh_warnings():
 
     _safety.reset_warnings_for_tests()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_writer(tmp_path_factory: pytest.TempPathFactory):
+    """Each test gets its own background writer and journal folder (nothing pending leaks between tests)."""
+    from mltrack import writer
+
+    writer._reset_for_tests(journal_dir=str(tmp_path_factory.getbasetemp() / "journals" / os.urandom(6).hex()))
+    yield
+    writer._reset_for_tests()

@@ -312,3 +312,18 @@ def test_api_keys_and_auth_headers_never_reach_the_store(store, fake_llm, tmp_pa
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert b"hello" in stored  # prompts are logged by default...
     assert key.encode() not in stored and b"custom-secret-header" not in stored  # ...credentials never
+
+
+def test_stream_timings_are_logged(store, fake_llm, openai_client, instrumented):
+    fake_llm.queue(ScriptedReply(text="w1 w2 w3 w4", chunk_delay_s=0.05,
+                                 usage={"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}))
+    with mltrack.track_llm_context("timings"):
+        list(_ask(openai_client, stream=True))
+    mltrack.flush(timeout=30)
+    run = store.run_named("timings")
+    m = run.data.metrics
+    line = store.artifact_lines(run.info.run_id)[0]
+    assert m["llm.ttft_ms"] == line["ttft_ms"] >= 50  # the first chunk was held back 50 ms
+    assert m["llm.inter_token_latency_ms"] >= 45  # so was every later one
+    assert m["llm.tokens_per_second"] == pytest.approx(4 / ((line["latency_ms"] - line["ttft_ms"]) / 1000))
+    assert m["llm.latency"] >= m["llm.ttft_ms"] + 3 * 45

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from typing import Any
 
 from mltrack import _safety, writer
@@ -13,14 +15,28 @@ from mltrack.run_state import RunHandle
 from mltrack.writer.ops import CallFlags, LogCall
 
 
-def flags_from(settings: Any) -> CallFlags:
-    return CallFlags(
-        llm=settings.llm_tracking_enabled,
-        tokens=settings.llm_track_token_usage,
-        costs=settings.llm_track_costs,
-        prompts=settings.llm_log_prompts,
-        responses=settings.llm_log_responses,
-    )
+_flags_cache: tuple[Any, CallFlags, CallFlags] | None = None
+
+
+def flags_from(settings: Any, provider: str | None = None) -> CallFlags:
+    """The switches for one call (built once per settings object); no span where MLflow's autolog made one."""
+    global _flags_cache
+    cached = _flags_cache
+    if cached is None or cached[0] is not settings:
+        flags = CallFlags(llm=settings.llm_tracking_enabled, tokens=settings.llm_track_token_usage,
+                          costs=settings.llm_track_costs, prompts=settings.llm_log_prompts,
+                          responses=settings.llm_log_responses, traces=settings.llm_log_traces)
+        cached = _flags_cache = (settings, flags, replace(flags, traces=False))
+    return cached[2] if cached[1].traces and _mlflow_autolog_on(provider) else cached[1]
+
+
+def _mlflow_autolog_on(provider: str | None) -> bool:
+    """Is ``mlflow.<provider>.autolog()`` on (it makes its own span for the call)? Only asked if mlflow is loaded."""
+    if provider is None or "mlflow" not in sys.modules:
+        return False
+    utils = sys.modules.get("mlflow.utils.autologging_utils")
+    flavor = "openai" if provider == "azure" else provider
+    return utils is not None and not utils.autologging_is_disabled(flavor)
 
 
 def record_call(raw: RawCall, handle: RunHandle | None) -> LLMCall:
@@ -31,7 +47,7 @@ def record_call(raw: RawCall, handle: RunHandle | None) -> LLMCall:
     processed = process(raw, settings, handle)
     if handle is not None and processed.snapshot is not None:
         budget_tag = check_limits(handle, processed.snapshot, settings)
-        writer.submit(LogCall(handle, processed, flags_from(settings), budget_tag))
+        writer.submit(LogCall(handle, processed, flags_from(settings, processed.call.provider), budget_tag))
     return processed.call
 
 

@@ -82,7 +82,7 @@ class LLMTracker:
         """Log one call that already happened; returns its normalized, priced record."""
         raw = RawCall(prompt=prompt, response=response, token_usage=token_usage, model=model, provider=provider,
                       fallback_model=self.model, fallback_provider=self.provider, latency_ms=latency_ms,
-                      params=dict(params or {}), metadata=dict(metadata or {}))
+                      params=_as_mapping(params, "params"), metadata=_as_mapping(metadata, "metadata"))
         return safe_record_call(raw, _safety.guarded("resolving the run", self._handle))
 
     def track_llm_call(
@@ -165,6 +165,15 @@ def _default_prompt(kwargs: dict) -> Any:
     if request is not None:
         return request.prompt
     return kwargs.get("messages") or kwargs.get("prompt")
+
+
+def _as_mapping(value: Any, name: str) -> dict[str, Any]:
+    """``params`` / ``metadata`` as a dict; anything else is kept as text rather than raised on."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {name: repr(value)}
 
 
 def _string(value: Any) -> str | None:

@@ -39,6 +39,16 @@ def as_int(value: Any) -> int | None:
     raise ValueError(f"token count must be an integer, got {value!r}")
 
 
+def text_or_none(value: Any) -> str | None:
+    """A model name or text field, or None when a malformed response put something else there."""
+    return value if isinstance(value, str) else None
+
+
+def first(items: Any) -> Any:
+    """The first element of a list field (``choices``...), or None when it is empty or not a list."""
+    return items[0] if isinstance(items, (list, tuple)) and items else None
+
+
 def class_name(obj: Any) -> str:
     """An object's class name without generic parameters (``ParsedChatCompletion[Answer]`` → ``ParsedChatCompletion``)."""
     return type(obj).__name__.partition("[")[0]

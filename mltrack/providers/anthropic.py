@@ -15,6 +15,7 @@ from mltrack.providers._base import (
     get,
     sampling_params,
     sdk_package,
+    text_or_none,
 )
 from mltrack.record import Usage
 
@@ -30,7 +31,7 @@ def _text(content: Any) -> str | None:
     for block in content or ():
         kind = get(block, "type")
         if kind == "text":
-            texts.append(get(block, "text") or "")
+            texts.append(text_or_none(get(block, "text")) or "")
         elif kind == "tool_use":
             tools.append({"name": get(block, "name"), "input": get(block, "input")})
     if texts:
@@ -41,7 +42,8 @@ def _text(content: Any) -> str | None:
 def extract_response(obj: Any) -> Extracted:
     raw_usage = get(obj, "usage")
     usage = extract_usage(raw_usage) if raw_usage is not None else None
-    return Extracted(provider="anthropic", model=get(obj, "model"), text=_text(get(obj, "content")), usage=usage)
+    return Extracted(provider="anthropic", model=text_or_none(get(obj, "model")), text=_text(get(obj, "content")),
+                     usage=usage)
 
 
 def is_usage(obj: Any) -> bool:
@@ -136,7 +138,7 @@ class MessageStreamAccumulator(StreamAccumulator):
         kind = get(event, "type")
         if kind == "message_start":
             message = get(event, "message")
-            self.model = get(message, "model")
+            self.model = text_or_none(get(message, "model"))
             self._merge_usage(get(message, "usage"))
         elif kind == "content_block_delta":
             delta = get(event, "delta")

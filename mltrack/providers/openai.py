@@ -12,9 +12,11 @@ from mltrack.providers._base import (
     as_int,
     class_name,
     fill_parts,
+    first,
     get,
     sampling_params,
     sdk_package,
+    text_or_none,
     total_of,
 )
 from mltrack.record import Usage
@@ -77,20 +79,20 @@ def extract_response(obj: Any) -> Extracted:
     kind = _kind(obj)
     text: str | None = None
     if kind == "chat":
-        choices = get(obj, "choices") or ()
-        if choices:
-            message = get(choices[0], "message")
+        choice = first(get(obj, "choices"))
+        if choice is not None:
+            message = get(choice, "message")
             text = get(message, "content")
             if text is None:
                 text = _tool_calls_text(message) or get(message, "refusal")
     elif kind == "completion":
-        choices = get(obj, "choices") or ()
-        text = get(choices[0], "text") if choices else None
+        text = get(first(get(obj, "choices")), "text")
     elif kind == "responses":
         text = _responses_text(obj)
     raw_usage = get(obj, "usage")
     usage = extract_usage(raw_usage) if raw_usage is not None else None
-    return Extracted(provider="openai", model=get(obj, "model"), text=text, usage=usage, kind=kind or "chat")
+    return Extracted(provider="openai", model=text_or_none(get(obj, "model")), text=text_or_none(text), usage=usage,
+                     kind=kind or "chat")
 
 
 def is_usage(obj: Any) -> bool:
@@ -199,7 +201,7 @@ class ChatStreamAccumulator(StreamAccumulator):
         self._hide_usage_chunk = hide_usage_chunk
 
     def add(self, event: Any) -> bool:
-        self.model = self.model or get(event, "model")
+        self.model = self.model or text_or_none(get(event, "model"))
         choices = get(event, "choices") or ()
         for choice in choices:
             delta = get(choice, "delta")
@@ -230,7 +232,7 @@ class ResponsesStreamAccumulator(StreamAccumulator):
             self.content_events += 1
         elif kind in ("response.created", "response.completed", "response.incomplete", "response.failed"):
             response = get(event, "response")
-            self.model = get(response, "model") or self.model
+            self.model = text_or_none(get(response, "model")) or self.model
             raw_usage = get(response, "usage")
             if raw_usage is not None:
                 self.usage = extract_usage(raw_usage)

@@ -1,258 +1,830 @@
-"""The one class that talks to MLflow: a background thread that batches every write the callers handed off."""
+"""The background writer: the caller's thread only appends an operation to an in-memory lane; threads do the rest.
+
+One *lane* per tracking URI keeps that store's operations in order. Two threads serve all lanes:
+
+* the **sender** turns operations into records (:mod:`mltrack.writer.records`) and writes them to MLflow in
+  batches, by size (``WAKE_AT`` waiting) and by time (``writer_flush_interval``), coalesced per run;
+* the **spiller** moves what waits in memory to the on-disk journal (:mod:`mltrack.writer.journal`) when there
+  is more than ``writer_queue_size`` of it, when the store is down, or when a write has been hanging for
+  ``STUCK_AFTER_S``. From then on the lane goes through the journal (so order is kept) until the sender has
+  written all of it; then it is back to memory only.
+
+A batch that fails because the store is down stays first in line: it goes to the journal ahead of everything
+that came after it, and the sender retries with backoff. Writing a record twice writes nothing twice (see
+:mod:`mltrack.writer.sink`), which is what makes "at least once" here "exactly once" in MLflow.
+"""
 
 from __future__ import annotations
 
-import os
-import queue
+import logging
+import random
 import threading
 import time
-from collections import defaultdict
-from typing import Any, Mapping
+import warnings
+from collections import deque
+from typing import Any, Callable
 
 from mltrack import _safety
-from mltrack._version import __version__
-from mltrack.run_state import RunHandle
-from mltrack.writer.ops import Barrier, EndRun, LogCall, SetTags, StartRun
-from mltrack.writer.payload import call_line, call_metrics
+from mltrack.writer import records
+from mltrack.writer.journal import Journal, Owner, Segment, lane_id
+from mltrack.writer.ops import Barrier, EndRun, StartRun
+from mltrack.writer.sink import Outage, Sink, Skip
 
-_MAX_METRICS_PER_BATCH = 1000
-_MAX_TAGS_PER_BATCH = 100
-_MAX_OPS_PER_ROUND = 5000
+logger = logging.getLogger("mltrack")
+
+BATCH_OPS = 2000  # most records one round writes for one lane
+WAKE_AT = 1000  # operations waiting in one lane that wake the sender before the flush interval is up
+STUCK_AFTER_S = 5.0  # no MLflow call completed for this long: the store hangs, what waits goes to the journal
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+MIN_RETRY_GAP_S = 0.5  # flush() brings the next retry forward, but not closer than this to the previous one
+SPILL_POLL_S = 0.1  # how often the spiller looks while a lane goes through the journal or a write is running
+ROOM_WAIT_S = 1.0  # at the hard memory limit a caller waits while the journal makes room; no progress this long: drop
+JOURNAL_RETRY_S = 30.0  # after the journal failed, how long before trying it again
+REPLAY_AT_EXIT_S = 5.0  # at exit, once this process's records are written: the most to wait for adopted journals
+_IDLE_S = 30.0
 
 
-class _RunBuffer:
-    """What is waiting to be written for one run in this round."""
+def warn_once(cause: str, message: str) -> None:
+    """``_safety.warn_once`` that cannot raise (an application may turn warnings into errors; neither the
+    writer's threads nor a caller of ``submit`` may die of that)."""
+    try:
+        _safety.warn_once(cause, message)
+    except Exception:  # noqa: BLE001
+        logger.warning(message)
 
-    __slots__ = ("metrics", "tags", "lines", "first_step")
 
-    def __init__(self) -> None:
-        self.metrics: list[tuple[str, float, int, int]] = []
-        self.tags: dict[str, str] = {}
-        self.lines: list[str] = []
-        self.first_step: int | None = None
+class _Lane:
+    """The operations of one store, in order: memory (``mem``), a batch being written, and journal segments."""
+
+    __slots__ = ("uri", "index", "mem", "inflight", "inflight_spilled", "inflight_seq", "next_seq", "journal",
+                 "segments", "tail", "markers", "sink", "urgent", "last_write", "owner")
+
+    _count = 0
+
+    def __init__(self, uri: str | None, owner: Owner | None = None) -> None:
+        _Lane._count += 1
+        self.uri = uri
+        self.index = _Lane._count
+        self.mem: deque[Any] = deque()
+        self.inflight: list[Any] | None = None  # the batch the sender is writing from memory
+        self.inflight_spilled = False
+        self.inflight_seq = 0  # the journal position reserved for that batch, should it fail
+        self.next_seq = 0  # orders this lane's journal segments (file names sort by it)
+        self.journal = owner is not None  # records go through the journal until it is drained
+        self.segments: deque[Segment] = deque()  # not fully written yet, oldest first
+        self.tail: Segment | None = None  # this process's segment being appended
+        self.markers: deque[tuple[Segment | None, int, Barrier]] = deque()  # flush barriers inside the journal
+        self.sink: Sink | None = None
+        self.urgent = False  # a flush is waiting: write now, whatever the interval
+        self.last_write = 0.0
+        self.owner = owner  # set for lanes replaying the journal of a dead process
 
 
 class MlflowWriter:
-    """Owns the queue and the writer thread; the caller's thread only calls :meth:`submit`."""
+    """Owns the lanes, the journal and the threads; the caller's thread only calls :meth:`submit`."""
 
-    def __init__(self, max_queue: int = 10000, flush_interval: float = 1.0) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._flush_interval = flush_interval
-        self._thread: threading.Thread | None = None
+    def __init__(self, max_queue: int = 10000, flush_interval: float = 1.0, journal_dir: Any = None, *,
+                 on_start: Callable[[], None] | None = None) -> None:
+        self._soft = max(0, int(max_queue))
+        self._hard = max(2 * self._soft, 1000)
+        self._signal_at = max(1, min(WAKE_AT, self._soft + 1))
+        self._batch = max(100, min(BATCH_OPS, self._soft))  # a batch taken from memory is memory too
+        self._interval = float(flush_interval) if flush_interval and flush_interval > 0 else 1.0
+        self._journal = Journal(journal_dir)
+        self._on_start = on_start
+        self._lanes: dict[str | None, _Lane] = {}
+        self._replays: list[_Lane] = []
+        self._sinks: dict[str, Sink] = {}
+        self._replay_sinks: dict[str, Sink] = {}  # adopted journals: own connections, own outage state, own thread
+        self._lock = threading.Lock()  # lane modes, batches in flight, journal appends and markers
+        self._lanes_lock = threading.Lock()
+        self._sinks_lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self._clients: dict[str | None, Any] = {}
-        self._experiments: dict[tuple[str | None, str], str] = {}
-        self._open_runs: dict[int, RunHandle] = {}
+        self._wake = threading.Event()
+        self._replay_wake = threading.Event()
+        self._spill_wake = threading.Event()
+        self._room = threading.Condition(threading.Lock())
+        self._stop = threading.Event()
+        self._adopted = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._idle = False
+        self._busy: tuple[_Lane, float] | None = None
+        self._pending_handles: dict[str, Any] = {}  # run key -> handle still waiting for its run id
+        self._open: dict[str, Any] = {}  # run key -> handle of runs started and not ended
         self._errors: list[BaseException] = []
+        self._journal_ok = True
+        self._journal_retry_at = 0.0
         self.dropped = 0
+        self.written = 0
+        self._moved = 0  # operations taken out of memory so far (by the sender or the spiller)
 
-    # caller side ----------------------------------------------------------------------------------
+    # caller side ----------------------------------------------------------------------------------------
     def submit(self, op: Any) -> None:
-        """Hand an operation to the writer; never blocks, never raises."""
-        self._ensure_thread()
-        try:
-            self._queue.put_nowait(op)
-        except queue.Full:
-            self.dropped += 1
-            _safety.warn_once("writer-queue-full", "mltrack: the writer queue is full (MLflow store too slow or "
-                              "down); records are being dropped.")
+        """Hand an operation to the writer: an append to a queue in memory; never blocks on the store."""
+        if not self._started:
+            self._start()
+        uri = op.handle.tracking_uri
+        lane = self._lanes.get(uri) or self._new_lane(uri)
+        mem = lane.mem
+        if len(mem) >= self._hard and not self._make_room(lane):
+            self._drop()
+            return
+        mem.append(op)
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+        if len(mem) >= self._signal_at:
+            self._pressure(lane)
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything submitted so far is written; True when it all was within ``timeout``."""
-        if self._thread is None:
+    def _new_lane(self, uri: str | None) -> _Lane:
+        with self._lanes_lock:
+            lane = self._lanes.get(uri)
+            if lane is None:
+                lane = self._lanes[uri] = _Lane(uri)
+            return lane
+
+    def _pressure(self, lane: _Lane) -> None:
+        n = len(lane.mem)
+        if (n > self._soft or (lane.sink is not None and lane.sink.down)) and not self._spill_wake.is_set():
+            self._spill_wake.set()
+        if n >= WAKE_AT and not self._wake.is_set():
+            self._wake.set()
+
+    def _make_room(self, lane: _Lane) -> bool:
+        """At the hard memory limit (the caller outruns even the local journal): wait while the writer makes room.
+        False (drop the record) only when the journal is broken or nothing moved for ``ROOM_WAIT_S``."""
+        while len(lane.mem) >= self._hard:
+            if not self._journal_usable():
+                return False
+            moved = self._moved
+            self._spill_wake.set()
+            with self._room:
+                self._room.wait(ROOM_WAIT_S)
+            if self._moved == moved and len(lane.mem) >= self._hard:
+                return False
+        return True
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        warn_once("writer-dropped", "mltrack: the MLflow store is down and the journal cannot be written; "
+                          "records beyond writer_queue_size are being dropped.")
+
+    def flush(self, timeout: float | None = None, replays: bool = True) -> bool:
+        """Block until everything submitted so far is written; True when it all was.
+
+        Returns False at ``timeout``, or as soon as the store has failed a (re)try made after this call and
+        everything submitted so far is safe in the journal: it is written when the store is back. With
+        ``replays``, also waits for the journals of dead processes adopted at start."""
+        if not self._started:
             return True
-        barrier = Barrier()
-        try:
-            self._queue.put(barrier, timeout=timeout)
-        except queue.Full:
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        if not self._adopted.wait(remaining()):
             return False
-        done = barrier.done.wait(timeout)
+        barriers: list[Barrier] = []
+        for lane in list(self._lanes.values()):
+            barrier = Barrier()
+            lane.mem.append(barrier)
+            lane.urgent = True
+            barriers.append(barrier)
+        for lane in list(self._replays) if replays else ():
+            barrier = Barrier()
+            if self._lock.acquire(timeout=5.0):
+                try:
+                    if lane.segments:
+                        last = lane.segments[-1]
+                        lane.markers.append((last, last.size, barrier))
+                    else:
+                        barrier.resolve(True)
+                finally:
+                    self._lock.release()
+            barriers.append(barrier)
+        for sink in list(self._sinks.values()) + (list(self._replay_sinks.values()) if replays else []):
+            if sink.down:
+                sink.next_try = min(sink.next_try, sink.last_attempt + MIN_RETRY_GAP_S)
+        self._idle = False
+        self._wake.set()
+        self._replay_wake.set()
+        self._spill_wake.set()
+        ok = True
+        for barrier in barriers:
+            if not barrier.done.wait(remaining()):
+                ok = False
+                break
+            ok = ok and barrier.ok
         if self._errors and _safety.strict():
             errors, self._errors = self._errors, []
             raise errors[0]
-        return done
+        return ok
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Records handed over and not written yet (in memory and in the journal, incl. adopted journals)."""
+        total = 0
+        for lane in self._all_lanes():
+            total += sum(1 for op in list(lane.mem) if not isinstance(op, Barrier))
+            inflight = lane.inflight
+            if inflight is not None and not lane.inflight_spilled:
+                total += sum(1 for op in inflight if not isinstance(op, Barrier))
+            total += sum(segment.pending for segment in list(lane.segments))
+        return total
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
+    def status(self) -> dict[str, Any]:
+        """What the writer is doing: counts, and which stores are unreachable since when."""
+        in_memory = journaled = 0
+        for lane in self._all_lanes():
+            in_memory += sum(1 for op in list(lane.mem) if not isinstance(op, Barrier))
+            inflight = lane.inflight
+            if inflight is not None and not lane.inflight_spilled:
+                in_memory += sum(1 for op in inflight if not isinstance(op, Barrier))
+            journaled += sum(segment.pending for segment in list(lane.segments))
+        down = {sink.uri: {"since": sink.down_since, "error": sink.last_error}
+                for sink in list(self._replay_sinks.values()) + list(self._sinks.values()) if sink.down}
+        return {"running": self._started, "pending": in_memory + journaled, "in_memory": in_memory,
+                "journaled": journaled, "written": self.written, "dropped": self.dropped,
+                "journal_dir": str(self._journal.directory), "unreachable": down}
+
+    # lifecycle ------------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        # Importing mlflow (in the writer thread) imports concurrent.futures.thread, which refuses to be imported once
+        # the interpreter shuts down: a short script may exit before the writer got to it, so import it now (stdlib,
+        # a few ms once, usually imported already).
+        import concurrent.futures.thread  # noqa: F401  (imported for its side effect)
+
         with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="mltrack-writer", daemon=True)
-                self._thread.start()
-
-    # writer thread --------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            ops = [self._queue.get()]
-            deadline = time.monotonic() + self._flush_interval
-            while len(ops) < _MAX_OPS_PER_ROUND and not isinstance(ops[-1], Barrier):
-                remaining = deadline - time.monotonic()
-                try:
-                    ops.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            if self._started:
+                return
+            self._stop.clear()
+            self._threads = [threading.Thread(target=self._send_loop, name="mltrack-writer", daemon=True),
+                             threading.Thread(target=self._spill_loop, name="mltrack-journal", daemon=True),
+                             threading.Thread(target=self._replay_loop, name="mltrack-replay", daemon=True)]
+            for thread in self._threads:
+                thread.start()
+            self._started = True
+        if self._on_start is not None:
             try:
-                self._write_round(ops)
-            except Exception as exc:  # noqa: BLE001 - the writer must survive anything
-                self._fail("writing to MLflow", exc)
+                self._on_start()
+            except Exception as exc:  # noqa: BLE001
+                self._fail("starting the writer", exc)
+
+    def end_open_runs(self, status: str = "FINISHED") -> None:
+        """End the runs mltrack opened and nobody closed (e.g. a tracker's own run), at exit."""
+        handles = dict(self._open)
+        ended: set[str] = set()
+        for lane in list(self._lanes.values()):
+            ops = list(lane.mem) + list(lane.inflight or ())
             for op in ops:
-                if isinstance(op, Barrier):
-                    op.done.set()
+                if isinstance(op, StartRun):
+                    handles.setdefault(op.handle.key, op.handle)
+                elif isinstance(op, EndRun):
+                    ended.add(op.handle.key)
+        now = time.time()
+        for key, handle in handles.items():
+            if key not in ended and handle.owned:
+                self.submit(EndRun(handle, status, now))
+
+    def close(self, timeout: float = 30.0, end_status: str | None = "FINISHED") -> bool:
+        """At exit: end open runs, put what waits in memory on disk first (so a kill during the rest loses
+        nothing), then write within ``timeout``; what is not written by then stays in the journal."""
+        if not self._started:
+            return True
+        ok = False
+        try:
+            if end_status:
+                self.end_open_runs(end_status)
+            self._spill_everything(inflight=False)
+            self._sync_journal(force=True)
+            started = time.monotonic()
+            ok = self.flush(timeout, replays=False)
+            if ok and self._replays:  # journals of dead processes: a little longer, the rest is for the next one
+                self.flush(min(REPLAY_AT_EXIT_S, max(0.0, timeout - (time.monotonic() - started))))
+        except Exception:  # noqa: BLE001 - strict-mode errors must not stop the exit path
+            ok = False
+        finally:
+            if not ok:
+                self._spill_everything(inflight=True)
+            self._sync_journal(force=True)
+            if ok and not any(lane.segments for lane in self._all_lanes()):
+                self._journal.close(remove_if_empty=True)
+        return ok
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop the threads (tests); what was not written stays in the journal or is dropped from memory."""
+        self._stop.set()
+        self._wake.set()
+        self._replay_wake.set()
+        self._spill_wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._sync_journal(force=True)
+        for lane in self._all_lanes():
+            for segment in list(lane.segments):
+                segment.close_write()
+            if lane.owner is not None:
+                lane.owner.close_fd()
+        self._journal.close(remove_if_empty=False)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's file locks (its threads did not survive the fork)."""
+        self._journal.forget_after_fork()
+        for lane in self._replays:
+            if lane.owner is not None:
+                lane.owner.fd = None
+
+    # shared helpers -------------------------------------------------------------------------------------
+    def _all_lanes(self) -> list[_Lane]:
+        return list(self._lanes.values()) + list(self._replays)
+
+    def _sink_of(self, lane: _Lane) -> Sink:
+        sink = lane.sink
+        if sink is None:
+            sink = lane.sink = self._sink_for(lane.uri)
+        return sink
+
+    def _sink_for(self, uri: str | None, replay: bool = False) -> Sink:
+        if uri is None:
+            import mlflow
+
+            uri = mlflow.get_tracking_uri()
+        sinks = self._replay_sinks if replay else self._sinks
+        with self._sinks_lock:
+            sink = sinks.get(uri)
+            if sink is None:
+                sink = sinks[uri] = Sink(uri, sleep=self._stop.wait, on_run_id=self._run_id_known,
+                                         on_skip=self._skipped)
+            return sink
+
+    def _run_id_known(self, key: str, run_id: str | None) -> None:
+        handle = self._pending_handles.pop(key, None)
+        if handle is not None:
+            handle.set_run_id(run_id)
+
+    def _skipped(self, skip: Skip) -> None:
+        self._fail(f"writing to MLflow ({skip.what})", skip.cause)
 
     def _fail(self, where: str, exc: BaseException) -> None:
         if _safety.strict():
             self._errors.append(exc)
             return
-        _safety.warn_once(f"writer:{where}:{type(exc).__name__}",
+        warn_once(f"writer:{where}:{type(exc).__name__}",
                           f"mltrack: {where} failed ({type(exc).__name__}: {exc}); your code is unaffected.")
 
-    def _write_round(self, ops: list[Any]) -> None:
-        buffers: dict[int, tuple[RunHandle, _RunBuffer]] = {}
-
-        def buffer(handle: RunHandle) -> _RunBuffer:
-            entry = buffers.get(id(handle))
-            if entry is None:
-                entry = buffers[id(handle)] = (handle, _RunBuffer())
-            return entry[1]
-
-        for op in ops:
-            try:
-                if isinstance(op, StartRun):
-                    self._start_run(op.handle, op.params)
-                elif isinstance(op, LogCall):
-                    self._buffer_call(buffer(op.handle), op)
-                elif isinstance(op, SetTags):
-                    buffer(op.handle).tags.update(op.tags)
-                elif isinstance(op, EndRun):
-                    entry = buffers.pop(id(op.handle), None)
-                    if entry is not None:
-                        self._write_buffer(*entry)
-                    self._end_run(op)
-            except Exception as exc:  # noqa: BLE001
-                self._fail(f"writing {type(op).__name__}", exc)
-        for handle, buf in buffers.values():
-            try:
-                self._write_buffer(handle, buf)
-            except Exception as exc:  # noqa: BLE001
-                self._fail("writing metrics", exc)
-
-    # MLflow calls ---------------------------------------------------------------------------------
-    def _client(self, tracking_uri: str | None) -> Any:
-        client = self._clients.get(tracking_uri)
-        if client is None:
-            from mlflow import MlflowClient
-
-            client = self._clients[tracking_uri] = MlflowClient(tracking_uri=tracking_uri)
-        return client
-
-    def _experiment_id(self, client: Any, handle: RunHandle) -> str:
-        if handle.experiment is None:
-            if handle.parent is not None and handle.parent.known_run_id:
-                return client.get_run(handle.parent.known_run_id).info.experiment_id
-            env_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
-            if env_id:
-                return env_id
-            name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
-            if not name:
-                return "0"
-        else:
-            name = handle.experiment
-        key = (handle.tracking_uri, name)
-        cached = self._experiments.get(key)
-        if cached is not None:
-            return cached
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                experiment_id = client.create_experiment(name)
-            except Exception:  # noqa: BLE001 - another process created it first
-                experiment = client.get_experiment_by_name(name)
-                if experiment is None:
-                    raise
-                experiment_id = experiment.experiment_id
-        else:
-            experiment_id = experiment.experiment_id
-        self._experiments[key] = experiment_id
-        return experiment_id
-
-    def _start_run(self, handle: RunHandle, params: Mapping[str, str]) -> None:
+    def _encode(self, op: Any) -> dict[str, Any] | None:
         try:
-            client = self._client(handle.tracking_uri)
-            tags = {"mltrack.version": __version__, **handle.tags}
-            if handle.parent is not None:
-                parent_id = handle.parent.wait_run_id(0)
-                if parent_id:
-                    tags["mlflow.parentRunId"] = parent_id
-            run = client.create_run(self._experiment_id(client, handle), start_time=int(handle.start_time * 1000),
-                                    tags=tags, run_name=handle.name)
-            handle.set_run_id(run.info.run_id)
-            self._open_runs[id(handle)] = handle
-            if params:
-                from mlflow.entities import Param
+            record = records.encode(op)
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one record, not the writer
+            self._fail("preparing a record", exc)
+            return None
+        if record is not None:
+            kind, key = record["t"], record["k"]
+            if kind == records.START:
+                self._open[key] = op.handle
+                if op.handle.known_run_id is None:
+                    self._pending_handles[key] = op.handle
+            elif kind == records.END:
+                self._open.pop(key, None)
+        return record
 
-                items = [Param(k, v) for k, v in params.items()]
-                for i in range(0, len(items), _MAX_TAGS_PER_BATCH):
-                    client.log_batch(run.info.run_id, params=items[i:i + _MAX_TAGS_PER_BATCH])
-        except Exception:
-            handle.set_run_id(None)
-            raise
+    def _release_waiters(self) -> None:
+        """The store is down: whoever waits for a run id gets None now (the id is set when the run is made)."""
+        for handle in list(self._pending_handles.values()):
+            if handle.known_run_id is None:
+                handle.set_run_id(None)
 
-    def _buffer_call(self, buf: _RunBuffer, op: LogCall) -> None:
-        flags, processed = op.flags, op.processed
-        if not flags.llm:
+    # sender thread --------------------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        """This process's records."""
+        self._serve(lambda: list(self._lanes.values()), self._wake, live=True)
+
+    def _replay_loop(self) -> None:
+        """Journals of dead processes, in a thread of their own: a store that never comes back (or hangs in
+        MLflow's HTTP retries) must not hold up this process's own records."""
+        try:
+            self._adopt_orphans()
+        finally:
+            self._adopted.set()
+        if self._replays:
+            self._serve(lambda: list(self._replays), self._replay_wake, live=False, until_empty=True)
+
+    def _serve(self, lanes: Callable[[], list[_Lane]], wake: threading.Event, live: bool,
+               until_empty: bool = False) -> None:
+        while not self._stop.is_set():
+            wake.clear()
+            current = lanes()
+            if until_empty and not current:
+                return
+            try:
+                due = self._send_round(current, live)
+            except Exception as exc:  # noqa: BLE001 - the writer must survive anything
+                self._fail("the writer", exc)
+                due = time.monotonic() + 1.0
+            if due is None:
+                continue
+            wake.wait(max(0.0, due - time.monotonic()))
+
+    def _send_round(self, lanes: list[_Lane], live: bool) -> float | None:
+        """One pass over the lanes: None when something was written (go again), else when to look next."""
+        now = time.monotonic()
+        due = now + _IDLE_S
+        worked = False
+        for lane in lanes:
+            sink = self._sink_of(lane)
+            if sink.down and now < sink.next_try:
+                if lane.mem or lane.segments:
+                    due = min(due, sink.next_try)
+                continue
+            if lane.journal:
+                result = self._send_journal(lane, sink, now)
+            else:
+                result = self._send_memory(lane, sink, now)
+            if result is True:
+                worked = True
+            elif result is not None:
+                due = min(due, result)
+        if worked:
+            return None
+        if live and due >= now + _IDLE_S:
+            self._idle = True
+            if any(lane.mem for lane in lanes):
+                self._idle = False
+                return now
+        return due
+
+    def _send_memory(self, lane: _Lane, sink: Sink, now: float) -> bool | float | None:
+        mem = lane.mem
+        n = len(mem)
+        if n == 0:
+            return None
+        if not (n >= WAKE_AT or lane.urgent or sink.down or now - lane.last_write >= self._interval):
+            return lane.last_write + self._interval
+        with self._lock:
+            if lane.journal:
+                return True
+            batch: list[Any] = []
+            while len(batch) < self._batch:
+                try:
+                    batch.append(mem.popleft())
+                except IndexError:
+                    break
+            lane.inflight, lane.inflight_spilled = batch, False
+            self._moved += len(batch)
+            lane.inflight_seq = lane.next_seq
+            lane.next_seq += 1
+            lane.urgent = lane.urgent and bool(mem)
+        barriers = [op for op in batch if isinstance(op, Barrier)]
+        batch_records = [r for r in (self._encode(op) for op in batch if not isinstance(op, Barrier)) if r is not None]
+        try:
+            self._write(lane, sink, batch_records, replay=False)
+        except Outage as exc:
+            with self._lock:
+                kept = lane.inflight_spilled or self._spill_locked(lane, 0, inflight=True)
+                lane.inflight = None
+                if not kept:  # no journal: keep the batch first in memory
+                    mem.extendleft(reversed(batch))
+            self._outage(sink, exc)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a bug: report it, never retry it forever
+            self._fail("writing to MLflow", exc)
+        with self._lock:
+            lane.inflight = None
+        for barrier in barriers:
+            barrier.resolve(True)
+        lane.last_write = time.monotonic()
+        return True
+
+    def _send_journal(self, lane: _Lane, sink: Sink, now: float) -> bool | float | None:
+        segment = lane.segments[0] if lane.segments else None
+        if segment is None:
+            if sink.down and lane.owner is None:
+                return None  # stay on the journal while the store is down (the spiller keeps filling it)
+            with self._lock:
+                if not lane.segments:
+                    self._drained(lane)
+            return True
+        try:
+            batch, end, consumed = segment.read(BATCH_OPS)
+        except OSError as exc:
+            self._journal_failed(exc)
+            return now + 1.0
+        if consumed == 0:
+            with self._lock:
+                if segment is not lane.tail:  # closed and fully written: done with it
+                    lane.segments.popleft()
+                    segment.delete()
+                    self._resolve_markers(lane)
+                    if not lane.segments:
+                        self._drained(lane)
+                    return True
+                if segment.size > segment.acked:  # appended meanwhile (or a line being written): read again
+                    return now + 0.01
+                lane.segments.popleft()  # caught up with the spiller: back to memory
+                lane.tail = None
+                segment.delete()
+                self._drained(lane)
+            return True
+        if (batch and len(batch) < WAKE_AT and segment is lane.tail and not lane.markers and not lane.urgent
+                and now - lane.last_write < self._interval):
+            return lane.last_write + self._interval  # more is coming: batch by time, as from memory
+        if batch:
+            try:
+                ids = self._write(lane, sink, batch, replay=True)
+            except Outage as exc:
+                self._outage(sink, exc)
+                return True
+            except Exception as exc:  # noqa: BLE001 - a bug: report it, never retry it forever
+                self._fail("writing to MLflow", exc)
+                ids = {}
+            if ids:
+                try:
+                    segment.owner.record_ids(ids)
+                except OSError:
+                    pass
+        lane.last_write = time.monotonic()
+        try:
+            segment.ack(end, consumed)
+        except OSError as exc:
+            self._journal_failed(exc)
+        with self._lock:
+            if segment is not lane.tail and not segment.writable and segment.acked >= segment.size:
+                lane.segments.popleft()  # closed and all written: delete it now, not a round later
+                segment.delete()
+                if not lane.segments:
+                    self._drained(lane)
+            self._resolve_markers(lane)
+        return True
+
+    def _drained(self, lane: _Lane) -> None:
+        """Everything the lane journaled is written (caller holds the lock). Files first, then the waiters."""
+        lane.urgent = lane.urgent and bool(lane.mem)
+        if lane.owner is not None:
+            if lane in self._replays:
+                self._replays.remove(lane)
+            lane.owner.lanes_open -= 1
+            if lane.owner.lanes_open <= 0:
+                lane.owner.release(remove=True)
+            logger.info("mltrack: replayed the journal of an earlier process into %s",
+                        lane.sink.uri if lane.sink else lane.uri)
+        else:
+            lane.journal = False
+        while lane.markers:
+            lane.markers.popleft()[2].resolve(True)
+
+    def _resolve_markers(self, lane: _Lane) -> None:
+        head = lane.segments[0] if lane.segments else None
+        while lane.markers:
+            segment, offset, barrier = lane.markers[0]
+            if segment is not None and segment in lane.segments and (segment is not head or offset > head.acked):
+                break
+            lane.markers.popleft()
+            barrier.resolve(True)
+
+    def _write(self, lane: _Lane, sink: Sink, batch: list[dict[str, Any]], replay: bool) -> dict[str, str]:
+        if not batch:
+            return {}
+        sink.last_attempt = time.monotonic()
+        sink.client()  # importing mlflow and opening the store is not a write hanging
+        live = lane.owner is None
+        if live:  # what the spiller watches for a hanging store (only this process's records wait on it)
+            self._busy = (lane, time.monotonic())
+            self._spill_wake.set()
+        try:
+            ids = sink.write(batch, replay)
+        finally:
+            if live:
+                self._busy = None
+        if sink.down:
+            self._recovered(sink)
+        self.written += sum(1 for record in batch if record.get("t") == records.LOG)
+        return ids
+
+    def _outage(self, sink: Sink, exc: Outage) -> None:
+        now = time.monotonic()
+        sink.backoff = BACKOFF_MIN_S if not sink.down else min(BACKOFF_MAX_S, sink.backoff * 2)
+        sink.next_try = now + sink.backoff * random.uniform(0.8, 1.2)
+        sink.last_error = str(exc)
+        for lane in self._all_lanes():
+            if lane.sink is sink:
+                with self._lock:
+                    while lane.markers:
+                        lane.markers.popleft()[2].resolve(False)
+                    if not lane.journal:  # no journal: barriers wait in memory, say "not written" now
+                        for op in list(lane.mem):
+                            if isinstance(op, Barrier):
+                                op.resolve(False)
+        self._release_waiters()
+        if not sink.down:
+            sink.down = True
+            sink.down_since = time.time()
+            message = (f"mltrack: cannot write to MLflow at {sink.uri} ({exc}); {self.pending()} records are kept "
+                       f"(journal: {self._journal.directory}) and written when it is back. Your code is unaffected.")
+            logger.warning(message)
+            try:
+                warnings.warn(message, _safety.TrackingWarning, stacklevel=2)
+            except Exception:  # noqa: BLE001 - warnings turned into errors: the log line above is enough
+                pass
+
+    def _recovered(self, sink: Sink) -> None:
+        down_for = time.time() - sink.down_since
+        sink.down, sink.backoff, sink.next_try = False, 0.0, 0.0
+        logger.warning("mltrack: MLflow at %s is reachable again after %.1fs; writing the %d records kept meanwhile.",
+                       sink.uri, down_for, self.pending())
+
+    # journal --------------------------------------------------------------------------------------------
+    def _adopt_orphans(self) -> None:
+        """At start: take over the journals of dead processes (theirs to replay, in their order)."""
+        try:
+            for owner, segments in self._journal.orphans():
+                lanes: dict[str, _Lane] = {}
+                for segment in segments:
+                    lane = lanes.get(segment.uri)
+                    if lane is None:
+                        lane = lanes[segment.uri] = _Lane(segment.uri, owner=owner)
+                        lane.sink = self._sink_for(segment.uri, replay=True)
+                    lane.segments.append(segment)
+                ids = owner.load_ids()
+                for lane in lanes.values():
+                    lane.sink.remember_all(ids)  # type: ignore[union-attr]
+                owner.lanes_open = len(lanes)
+                with self._lock:
+                    self._replays.extend(lanes.values())
+                logger.info("mltrack: replaying %d records journaled by process %s", sum(s.pending for s in segments),
+                            owner.name)
+        except Exception as exc:  # noqa: BLE001
+            self._fail("reading the journal", exc)
+
+    def _journal_usable(self) -> bool:
+        return self._journal_ok or time.monotonic() >= self._journal_retry_at
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        self._journal_ok = False
+        self._journal_retry_at = time.monotonic() + JOURNAL_RETRY_S
+        warn_once(f"journal:{type(exc).__name__}",
+                          f"mltrack: cannot write the journal in {self._journal.directory} ({type(exc).__name__}: "
+                          f"{exc}); while the store is down, only writer_queue_size records are kept (in memory).")
+
+    def _spill_locked(self, lane: _Lane, keep: int = 0, inflight: bool = False) -> bool:
+        """Move what waits in memory, oldest first, to the journal, leaving the newest ``keep`` in memory; with
+        ``inflight`` also the batch being written (it may be written twice then: harmless, see sink). The lane
+        then reads the journal first until it is drained; order holds because the journal only ever holds what is
+        older than memory, and a batch in flight goes into a segment of its own that sorts before anything
+        spilled while it was being written. Caller holds ``self._lock``. False when the journal failed."""
+        batch = lane.inflight if inflight and lane.inflight is not None and not lane.inflight_spilled else None
+        drained: list[Any] = []
+        mem = lane.mem
+        while len(mem) > keep:
+            try:
+                drained.append(mem.popleft())
+            except IndexError:
+                break
+        if batch is None and not drained:
+            return True
+        try:
+            if batch is not None and lane.segments:
+                self._append_before(lane, batch)
+                self._append(lane, drained)
+            else:
+                self._append(lane, (batch or []) + drained)
+        except OSError as exc:
+            mem.extendleft(reversed(drained))
+            self._journal_failed(exc)
+            return False
+        self._journal_ok = True
+        self._moved += len(drained)
+        if batch is not None:
+            lane.inflight_spilled = True
+        lane.journal = True
+        return True
+
+    def _append_before(self, lane: _Lane, batch: list[Any]) -> None:
+        """The batch in flight, into its own segment ahead of the lane's journal (its reserved position)."""
+        sink = lane.sink
+        assert sink is not None
+        segment = Segment.create(self._journal.own(), sink.uri, self._lane_name(lane, sink), lane.inflight_seq)
+        markers: list[tuple[Segment | None, int, Barrier]] = []
+        lines: list[str] = []
+        for op in batch:
+            if isinstance(op, Barrier):
+                segment.append(lines)
+                lines = []
+                markers.append((segment, segment.size, op))
+                continue
+            record = self._encode(op)
+            if record is not None:
+                lines.append(records.dumps(record))
+        segment.append(lines)
+        segment.close_write()
+        lane.segments.appendleft(segment)
+        lane.markers.extendleft(reversed(markers))
+
+    @staticmethod
+    def _lane_name(lane: _Lane, sink: Sink) -> str:
+        return f"{lane_id(sink.uri)}x{lane.index}"
+
+    def _append(self, lane: _Lane, ops: list[Any]) -> None:
+        sink = lane.sink
+        assert sink is not None
+        lines: list[str] = []
+        for op in ops:
+            if isinstance(op, Barrier):
+                self._append_lines(lane, sink, lines)
+                lines = []
+                if lane.segments:
+                    last = lane.segments[-1]
+                    lane.markers.append((last, last.size, op))
+                elif lane.inflight is None or lane.inflight_spilled:
+                    op.resolve(True)  # nothing before it is pending
+                else:
+                    lane.markers.append((None, 0, op))
+                continue
+            record = self._encode(op)
+            if record is None:
+                continue
+            if sink.down and record["t"] == records.START:
+                self._release_waiters()
+            lines.append(records.dumps(record))
+            if len(lines) >= 1000:
+                self._append_lines(lane, sink, lines)
+                lines = []
+        self._append_lines(lane, sink, lines)
+
+    def _append_lines(self, lane: _Lane, sink: Sink, lines: list[str]) -> None:
+        if not lines:
             return
-        buf.metrics.extend(call_metrics(processed, flags))
-        snap = processed.snapshot
-        if snap is not None:
-            if snap.models:
-                buf.tags["llm.model"] = snap.models
-            if snap.providers:
-                buf.tags["llm.provider"] = snap.providers
-        if processed.call.error:
-            buf.tags["llm.error.type"] = processed.call.error
-        if op.budget_tag:
-            buf.tags["mltrack.budget.exceeded"] = op.budget_tag
-        if buf.first_step is None:
-            buf.first_step = processed.call.step
-        buf.lines.append(call_line(processed, flags))
+        tail = lane.tail
+        if tail is None or tail.full:
+            if tail is not None:
+                tail.close_write()
+            tail = Segment.create(self._journal.own(), sink.uri, self._lane_name(lane, sink), lane.next_seq)
+            lane.next_seq += 1
+            lane.segments.append(tail)
+            lane.tail = tail
+        tail.append(lines)
 
-    def _write_buffer(self, handle: RunHandle, buf: _RunBuffer) -> None:
-        run_id = handle.wait_run_id(0)
-        if run_id is None:
-            return
-        from mlflow.entities import Metric, RunTag
+    def _spill_everything(self, inflight: bool) -> None:
+        """At exit: whatever waits in memory (and, with ``inflight``, the batch being written) goes to the journal."""
+        for lane in list(self._lanes.values()):
+            if not lane.mem and (not inflight or lane.inflight is None or lane.inflight_spilled):
+                continue
+            try:
+                self._sink_of(lane)
+            except Exception:  # noqa: BLE001
+                continue
+            if self._lock.acquire(timeout=2.0):
+                try:
+                    self._spill_locked(lane, 0, inflight=inflight)
+                finally:
+                    self._lock.release()
 
-        client = self._client(handle.tracking_uri)
-        metrics = [Metric(key, float(value), ts, step) for key, value, step, ts in buf.metrics]
-        tags = [RunTag(k, str(v)) for k, v in buf.tags.items()]
-        rounds = max(-(-len(metrics) // _MAX_METRICS_PER_BATCH), -(-len(tags) // _MAX_TAGS_PER_BATCH))
-        for i in range(rounds):
-            client.log_batch(run_id, metrics=metrics[i * _MAX_METRICS_PER_BATCH:(i + 1) * _MAX_METRICS_PER_BATCH],
-                             tags=tags[i * _MAX_TAGS_PER_BATCH:(i + 1) * _MAX_TAGS_PER_BATCH])
-        if buf.lines:
-            last = buf.first_step + len(buf.lines) - 1 if buf.first_step is not None else 0
-            client.log_text(run_id, "\n".join(buf.lines) + "\n", f"llm/calls-{buf.first_step:06d}-{last:06d}.jsonl")
+    def _sync_journal(self, force: bool = False) -> None:
+        for lane in list(self._lanes.values()):
+            tail = lane.tail
+            if tail is not None:
+                try:
+                    tail.sync(force)
+                except Exception:  # noqa: BLE001
+                    pass
 
-    def _end_run(self, op: EndRun) -> None:
-        run_id = op.handle.wait_run_id(0)
-        self._open_runs.pop(id(op.handle), None)
-        if run_id is None:
-            return
-        from mlflow.entities import Metric, RunTag
+    # spiller thread -------------------------------------------------------------------------------------
+    def _spill_loop(self) -> None:
+        while not self._stop.is_set():
+            self._spill_wake.clear()
+            try:
+                watching = self._spill_round()
+            except Exception as exc:  # noqa: BLE001
+                self._fail("the journal", exc)
+                watching = True
+            with self._room:
+                self._room.notify_all()
+            self._spill_wake.wait(SPILL_POLL_S if watching else 5.0)
 
-        client = self._client(op.handle.tracking_uri)
-        ts = int(op.end_time * 1000)
-        metrics = [Metric(k, float(v), ts, 0) for k, v in op.metrics.items()]
-        tags = [RunTag(k, str(v)) for k, v in op.tags.items()]
-        if metrics or tags:
-            client.log_batch(run_id, metrics=metrics, tags=tags)
-        if op.handle.owned:
-            client.set_terminated(run_id, status=op.status, end_time=ts)
-
-    def end_open_runs(self) -> None:
-        """At interpreter exit: end the runs mltrack opened and nobody closed (e.g. a tracker's own run)."""
-        for handle in list(self._open_runs.values()):
-            self.submit(EndRun(handle, "FINISHED", time.time()))
+    def _spill_round(self) -> bool:
+        """Move to the journal what must go there; True while there is something to watch closely."""
+        busy = self._busy
+        now = time.monotonic()
+        stuck = (busy is not None and busy[0].sink is not None
+                 and now - max(busy[1], busy[0].sink.last_progress) > STUCK_AFTER_S)
+        watching = busy is not None
+        for lane in list(self._lanes.values()):
+            n = len(lane.mem)
+            watching = watching or lane.journal
+            down = lane.sink is not None and lane.sink.down
+            if down or stuck:  # durability first: everything that waits goes to disk
+                if not n and not (stuck and lane.inflight is not None and not lane.inflight_spilled):
+                    continue
+                keep, inflight = 0, stuck
+            elif n > self._soft:  # too much in memory: the oldest go to disk, the newest stay
+                keep, inflight = self._soft // 2, False
+            else:
+                continue
+            if not self._journal_usable():
+                continue
+            self._sink_of(lane)
+            with self._lock:
+                self._spill_locked(lane, keep, inflight)
+            watching = True
+        self._sync_journal()
+        return watching

@@ -1,4 +1,9 @@
-"""What the caller's thread hands the writer: small frozen operations, built without touching MLflow."""
+"""What the caller's thread hands the writer: small frozen operations, built without touching MLflow.
+
+They hold live objects (the run's handle, the engine's output) so building one costs the caller nothing; the
+writer turns them into plain records (:mod:`mltrack.writer.records`) in its own threads, only when it writes
+them or spills them to the journal.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class CallFlags:
     costs: bool = True
     prompts: bool = True
     responses: bool = True
+    traces: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,20 @@ class EndRun:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class Barrier:
-    """Set once every operation submitted before it has been written (or given up on)."""
+    """Resolved once every operation submitted before it has been written (``ok``), or could not be (not ``ok``:
+    the store is down and they wait in the journal). The first resolution wins."""
 
-    done: threading.Event = field(default_factory=threading.Event)
+    __slots__ = ("done", "ok")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+
+    def resolve(self, ok: bool) -> None:
+        if not self.done.is_set():
+            self.ok = ok
+            self.done.set()
 
 
 Op = Any

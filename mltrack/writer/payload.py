@@ -42,29 +42,52 @@ def call_metrics(processed: Processed, flags: CallFlags) -> list[Row]:
             rows.append(("llm.cost.cumulative", float(snap.cost), step, ts))
     if call.latency_ms is not None:
         rows.append(("llm.latency", float(call.latency_ms), step, ts))
+    if call.ttft_ms is not None:
+        rows.append(("llm.ttft_ms", float(call.ttft_ms), step, ts))
+    if call.inter_token_latency_ms is not None:
+        rows.append(("llm.inter_token_latency_ms", float(call.inter_token_latency_ms), step, ts))
+    if call.tokens_per_second is not None:
+        rows.append(("llm.tokens_per_second", float(call.tokens_per_second), step, ts))
     if snap is not None:
         rows += [("llm.calls", snap.calls, step, ts), ("llm.errors", snap.errors, step, ts)]
     return rows
 
 
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
+_MAX_DEPTH = 32
+
+
+def _text_of(value: Any) -> str:
+    for render in (str, repr):
         try:
-            return dump(mode="json", exclude_none=True)
-        except Exception:  # noqa: BLE001 - fall back to text
-            return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+            return render(value)
+        except Exception:  # noqa: BLE001 - a user object that cannot even print itself
+            continue
+    return f"<{type(value).__name__}>"
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Plain JSON data for any user value (SDK models dumped, containers walked, the rest as text); never raises."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return str(value)
+    if depth >= _MAX_DEPTH:
+        return _text_of(value)
+    try:
+        if isinstance(value, dict):
+            return {_text_of(k) if not isinstance(k, str) else k: _jsonable(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_jsonable(v, depth + 1) for v in value]
+        dump = getattr(value, "model_dump", None)
+        if callable(dump):
+            return _jsonable(dump(mode="json", exclude_none=True), depth + 1)
+    except Exception:  # noqa: BLE001 - fall back to text
+        pass
+    return _text_of(value)
 
 
-def call_line(processed: Processed, flags: CallFlags) -> str:
-    """One JSON line for the calls artifact; prompt/response text only when their switches are on."""
+def call_record(processed: Processed, flags: CallFlags) -> dict[str, Any]:
+    """One call as plain JSON data: its line in the calls artifact (and what a trace span would carry).
+
+    Prompt / response text only when their switches are on."""
     call = processed.call
     line: dict[str, Any] = {
         "step": call.step,
@@ -81,6 +104,8 @@ def call_line(processed: Processed, flags: CallFlags) -> str:
         line.update(prompt_cost=str(call.cost.prompt), completion_cost=str(call.cost.completion),
                     total_cost=str(call.cost.total))
     line.update(latency_ms=call.latency_ms, ttft_ms=call.ttft_ms, error=call.error)
+    if call.inter_token_latency_ms is not None or call.tokens_per_second is not None:
+        line.update(inter_token_latency_ms=call.inter_token_latency_ms, tokens_per_second=call.tokens_per_second)
     if call.params:
         line["params"] = _jsonable(call.params)
     if call.metadata:
@@ -89,4 +114,14 @@ def call_line(processed: Processed, flags: CallFlags) -> str:
         line["prompt"] = _jsonable(processed.prompt)
     if flags.responses:
         line["response"] = processed.response_text
-    return json.dumps(line, ensure_ascii=False, default=str)
+    return line
+
+
+def dump_line(record: dict[str, Any]) -> str:
+    """The artifact line of a call record."""
+    return json.dumps(record, ensure_ascii=False, default=str)
+
+
+def call_line(processed: Processed, flags: CallFlags) -> str:
+    """One JSON line for the calls artifact; prompt/response text only when their switches are on."""
+    return dump_line(call_record(processed, flags))

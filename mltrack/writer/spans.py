@@ -1,0 +1,138 @@
+"""MLflow traces for LLM calls: one ``LLM`` span per call, with tokens and cost where MLflow's UI looks for them.
+
+Calls of a run that ``@track`` or ``track_llm_context`` opened are children of one root span for the
+function or block, written when the run ends; any other call is a trace of its own, linked to its run.
+Built from the plain call records the writer already has (see ``records.py``), in the writer's thread.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+MAX_CHILDREN = 500  # a run's calls kept for its root trace; later calls get traces of their own
+
+
+@dataclass(frozen=True)
+class RootSpan:
+    name: str
+    start_ms: int
+    end_ms: int
+    failed: bool
+
+
+def _ns(ms: float) -> int:
+    return int(ms * 1_000_000)
+
+
+def _end_ms(record: dict[str, Any]) -> float:
+    stamp = record.get("timestamp")
+    if isinstance(stamp, str):
+        return _dt.datetime.fromisoformat(stamp).timestamp() * 1000.0
+    return float(stamp or 0)
+
+
+def llm_span(record: dict[str, Any]) -> dict[str, Any]:
+    """The pieces of one ``LLM`` span from a call record (prompt/response only if the record kept them)."""
+    end = _end_ms(record)
+    start = end - float(record.get("latency_ms") or 0.0)
+    attributes: dict[str, Any] = {"mlflow.llm.model": record.get("model"), "mlflow.llm.provider": record.get("provider")}
+    if "prompt_tokens" in record:
+        usage = {"input_tokens": record["prompt_tokens"], "output_tokens": record["completion_tokens"],
+                 "total_tokens": record["total_tokens"]}
+        if record.get("cached_prompt_tokens"):
+            usage["cache_read_input_tokens"] = record["cached_prompt_tokens"]
+        if record.get("cache_write_tokens"):
+            usage["cache_creation_input_tokens"] = record["cache_write_tokens"]
+        attributes["mlflow.chat.tokenUsage"] = usage
+        attributes["mltrack.tokens_estimated"] = bool(record.get("tokens_estimated"))
+    if "total_cost" in record:
+        attributes["mlflow.llm.cost"] = {"input_cost": float(record["prompt_cost"]),
+                                         "output_cost": float(record["completion_cost"]),
+                                         "total_cost": float(record["total_cost"])}
+    for key in ("ttft_ms", "inter_token_latency_ms", "tokens_per_second", "latency_ms"):
+        if record.get(key) is not None:
+            attributes[f"mltrack.{key}"] = record[key]
+    for key, value in (record.get("params") or {}).items():
+        attributes[f"mltrack.params.{key}"] = value
+    for key, value in (record.get("metadata") or {}).items():
+        attributes[f"mltrack.metadata.{key}"] = value
+    if record.get("error"):
+        attributes["mltrack.error.type"] = record["error"]
+    inputs = {"messages": record["prompt"]} if "prompt" in record else None
+    outputs = {"text": record["response"]} if "response" in record else None
+    return {"name": record.get("model") or "llm", "start_ns": _ns(start), "end_ns": _ns(end), "inputs": inputs,
+            "outputs": outputs, "attributes": {k: v for k, v in attributes.items() if v is not None},
+            "status": "ERROR" if record.get("error") else "OK"}
+
+
+def write_call_traces(client: Any, experiment_id: str, run_id: str, records: list[dict[str, Any]]) -> list[str]:
+    """One trace per call, its root the ``LLM`` span; returns the trace ids."""
+    ids = []
+    for record in records:
+        span = llm_span(record)
+        root = client.start_trace(span["name"], span_type="LLM", inputs=span["inputs"],
+                                  attributes=span["attributes"], experiment_id=experiment_id,
+                                  start_time_ns=span["start_ns"], run_id=run_id)
+        client.end_trace(root.trace_id, outputs=span["outputs"], status=span["status"], end_time_ns=span["end_ns"])
+        ids.append(root.trace_id)
+    return ids
+
+
+def write_run_trace(client: Any, experiment_id: str, run_id: str, root: RootSpan,
+                    records: list[dict[str, Any]]) -> str:
+    """One trace for a whole function or block: its root span, and an ``LLM`` child per call."""
+    trace = client.start_trace(root.name, span_type="CHAIN", experiment_id=experiment_id,
+                               start_time_ns=_ns(root.start_ms), run_id=run_id)
+    for record in records:
+        span = llm_span(record)
+        child = client.start_span(span["name"], trace_id=trace.trace_id, parent_id=trace.span_id, span_type="LLM",
+                                  inputs=span["inputs"], attributes=span["attributes"],
+                                  start_time_ns=max(span["start_ns"], _ns(root.start_ms)))
+        client.end_span(trace.trace_id, child.span_id, outputs=span["outputs"], status=span["status"],
+                        end_time_ns=min(span["end_ns"], _ns(root.end_ms)))
+    client.end_trace(trace.trace_id, status="ERROR" if root.failed else "OK", end_time_ns=_ns(root.end_ms))
+    return trace.trace_id
+
+
+def flush_exports() -> None:
+    """MLflow exports traces in a background queue of its own: wait for it, so ``mltrack.flush`` means written."""
+    import mlflow
+
+    flush = getattr(mlflow, "flush_trace_async_logging", None)
+    if callable(flush):
+        flush()
+
+
+class TraceBook:
+    """Per store: the runs whose calls wait for their root span (``@track`` / context runs), and writing traces.
+
+    A call of such a run is kept until the run ends, then written as a child of the run's root span; once a
+    run holds ``MAX_CHILDREN`` calls, or for any other run, a call becomes a trace of its own.
+    """
+
+    ROOTED = ("function", "context")
+
+    def __init__(self) -> None:
+        self._open: dict[str, dict[str, Any]] = {}
+
+    def started(self, record: dict[str, Any]) -> None:
+        if record.get("kd") in self.ROOTED:
+            self._open[record["k"]] = {"name": record.get("n") or "run", "st": int(record["st"]), "calls": []}
+
+    def calls(self, client: Any, key: str, run_id: str, experiment_id: str, calls: list[dict[str, Any]]) -> None:
+        entry = self._open.get(key)
+        if entry is not None and len(entry["calls"]) + len(calls) <= MAX_CHILDREN:
+            entry["calls"].extend(calls)
+            return
+        write_call_traces(client, experiment_id, run_id, calls)
+
+    def waiting(self, key: str) -> bool:
+        return key in self._open
+
+    def ended(self, client: Any, key: str, run_id: str, experiment_id: str, end_ms: int, failed: bool) -> None:
+        entry = self._open.pop(key, None)
+        if entry is not None:
+            write_run_trace(client, experiment_id, run_id, RootSpan(entry["name"], entry["st"], end_ms, failed),
+                            entry["calls"])
