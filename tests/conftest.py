@@ -58,9 +58,13 @@ def store(_template_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)  # also re-points MLflow's trace exporter, which keeps the URI it started with
     config.reset()
     yield Store(uri)
     mltrack.flush(timeout=30)
+    mlflow.set_tracking_uri(None)
     config.reset()
 
 

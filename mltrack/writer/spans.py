@@ -129,10 +129,14 @@ class TraceBook:
         write_call_traces(client, experiment_id, run_id, calls)
 
     def waiting(self, key: str) -> bool:
-        return key in self._open
+        entry = self._open.get(key)
+        if entry is not None and not entry["calls"]:
+            del self._open[key]
+            return False
+        return entry is not None
 
     def ended(self, client: Any, key: str, run_id: str, experiment_id: str, end_ms: int, failed: bool) -> None:
         entry = self._open.pop(key, None)
-        if entry is not None:
+        if entry is not None and entry["calls"]:  # a function that made no (traced) LLM call gets no trace
             write_run_trace(client, experiment_id, run_id, RootSpan(entry["name"], entry["st"], end_ms, failed),
                             entry["calls"])

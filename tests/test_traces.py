@@ -1,0 +1,75 @@
+"""Each LLM call is an MLflow span of type LLM with tokens and cost; @track is its parent span, linked to the run."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+import mltrack
+from mltrack.testing import ScriptedReply
+
+
+def _traces(store, run_id):
+    return store.client.search_traces(locations=["0"], run_id=run_id)
+
+
+def _per_million(tokens, rate):
+    return Decimal(tokens) * Decimal(rate) / 10**6
+
+
+def test_track_function_is_the_root_span_of_its_calls(store, fake_llm, openai_client):
+    mltrack.instrument("openai")
+    try:
+        fake_llm.queue(ScriptedReply(text="first", usage={"prompt_tokens": 100, "completion_tokens": 10,
+                                                          "total_tokens": 110}),
+                       ScriptedReply(text="second", usage={"prompt_tokens": 50, "completion_tokens": 5,
+                                                           "total_tokens": 55}))
+
+        @mltrack.track(name="agent")
+        def agent():
+            for q in ("a", "b"):
+                openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": q}])
+            return "done"
+
+        agent()
+    finally:
+        mltrack.uninstrument("openai")
+    mltrack.flush(timeout=60)
+    run = store.run_named("agent")
+    traces = _traces(store, run.info.run_id)
+    assert len(traces) == 1
+    spans = traces[0].data.spans
+    root = next(s for s in spans if s.parent_id is None)
+    llm = sorted((s for s in spans if s.span_type == "LLM"), key=lambda s: s.start_time_ns)
+    assert root.name == "agent" and len(llm) == 2 and all(s.parent_id == root.span_id for s in llm)
+    assert llm[0].attributes["mlflow.chat.tokenUsage"] == {"input_tokens": 100, "output_tokens": 10,
+                                                          "total_tokens": 110}
+    assert llm[0].attributes["mlflow.llm.cost"]["total_cost"] == float(_per_million(100, "0.15") + _per_million(10, "0.60"))
+    assert llm[1].attributes["mlflow.llm.model"] == "gpt-4o-mini"
+    assert llm[1].attributes["mlflow.llm.provider"] == "openai"
+    assert llm[0].outputs == {"text": "first"}
+
+
+def test_tracker_calls_are_traces_of_their_own_without_text_when_logging_is_off(store):
+    mltrack.configure(llm_log_prompts=False, llm_log_responses=False)
+    tracker = mltrack.LLMTracker(model="claude-3-5-haiku-20241022")
+    tracker.log_prompt_response("secret prompt", "secret answer", latency_ms=250.0,
+                                token_usage={"input_tokens": 20, "output_tokens": 8})
+    mltrack.flush(timeout=60)
+    traces = _traces(store, tracker.run_id)
+    assert len(traces) == 1
+    (span,) = traces[0].data.spans
+    assert span.span_type == "LLM" and span.inputs is None and span.outputs is None
+    assert span.attributes["mlflow.llm.cost"]["total_cost"] == float(_per_million(20, "0.80") + _per_million(8, "4"))
+    assert (span.end_time_ns - span.start_time_ns) / 1e6 == pytest.approx(250.0, abs=0.001)  # ns from float ms
+    assert "secret" not in str(traces[0].to_dict())
+
+
+def test_traces_can_be_turned_off(store):
+    mltrack.configure(llm_log_traces=False)
+    with mltrack.track_llm_context("quiet", model="gpt-4o-mini") as tracker:
+        tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 1, "completion_tokens": 1})
+        run_id = tracker.run_id
+    mltrack.flush(timeout=60)
+    assert _traces(store, run_id) == []
