@@ -410,6 +410,7 @@ def test_sigterm_handler_leaves_an_ignored_sigterm_alone(monkeypatch):
 
 # concurrency --------------------------------------------------------------------------------------------
 def test_sixteen_threads_shared_and_separate_runs_exact_totals(store):
+    mltrack.configure(llm_log_traces=False)  # totals under load: spans are tested in test_traces.py
     mltrack.configure(llm_track_costs=False, writer_flush_interval=0.2)
     threads, calls = 16, 1000
     errors = []
@@ -445,6 +446,7 @@ def test_sixteen_threads_shared_and_separate_runs_exact_totals(store):
 
 
 async def test_a_thousand_tasks_into_shared_and_separate_runs_exact_totals(store):
+    mltrack.configure(llm_log_traces=False)  # totals under load: spans are tested in test_traces.py
     """1,000 tasks at once, each logging into one shared run and into its group's run (50 runs open together,
     nested under the shared one; the tasks find their group's run through the context they were created in)."""
     mltrack.configure(llm_track_costs=False, writer_flush_interval=0.2)

@@ -1,7 +1,8 @@
 """MLflow traces for LLM calls: one ``LLM`` span per call, with tokens and cost where MLflow's UI looks for them.
 
 Calls of a run that ``@track`` or ``track_llm_context`` opened are children of one root span for the
-function or block, written when the run ends; any other call is a trace of its own, linked to its run.
+function or block, written when the run ends (the first ``MAX_CHILDREN`` of them: a trace of thousands of
+spans helps nobody and costs the store seconds); any other call is a trace of its own, linked to its run.
 Built from the plain call records the writer already has (see ``records.py``), in the writer's thread.
 """
 
@@ -11,7 +12,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-MAX_CHILDREN = 500  # a run's calls kept for its root trace; later calls get traces of their own
+MAX_CHILDREN = 500  # spans under one root; a run's later calls get none (their metrics and artifacts are complete)
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class RootSpan:
     start_ms: int
     end_ms: int
     failed: bool
+    dropped: int = 0
 
 
 def _ns(ms: float) -> int:
@@ -83,7 +85,8 @@ def write_call_traces(client: Any, experiment_id: str, run_id: str, records: lis
 def write_run_trace(client: Any, experiment_id: str, run_id: str, root: RootSpan,
                     records: list[dict[str, Any]]) -> str:
     """One trace for a whole function or block: its root span, and an ``LLM`` child per call."""
-    trace = client.start_trace(root.name, span_type="CHAIN", experiment_id=experiment_id,
+    attributes = {"mltrack.llm_calls_without_span": root.dropped} if root.dropped else None
+    trace = client.start_trace(root.name, span_type="CHAIN", experiment_id=experiment_id, attributes=attributes,
                                start_time_ns=_ns(root.start_ms), run_id=run_id)
     for record in records:
         span = llm_span(record)
@@ -108,8 +111,8 @@ def flush_exports() -> None:
 class TraceBook:
     """Per store: the runs whose calls wait for their root span (``@track`` / context runs), and writing traces.
 
-    A call of such a run is kept until the run ends, then written as a child of the run's root span; once a
-    run holds ``MAX_CHILDREN`` calls, or for any other run, a call becomes a trace of its own.
+    A call of such a run is kept until the run ends, then written as a child of the run's root span (up to
+    ``MAX_CHILDREN``; the root notes how many were left out); a call of any other run is a trace of its own.
     """
 
     ROOTED = ("function", "context")
@@ -119,14 +122,17 @@ class TraceBook:
 
     def started(self, record: dict[str, Any]) -> None:
         if record.get("kd") in self.ROOTED:
-            self._open[record["k"]] = {"name": record.get("n") or "run", "st": int(record["st"]), "calls": []}
+            self._open[record["k"]] = {"name": record.get("n") or "run", "st": int(record["st"]), "calls": [],
+                                       "dropped": 0}
 
     def calls(self, client: Any, key: str, run_id: str, experiment_id: str, calls: list[dict[str, Any]]) -> None:
         entry = self._open.get(key)
-        if entry is not None and len(entry["calls"]) + len(calls) <= MAX_CHILDREN:
-            entry["calls"].extend(calls)
+        if entry is None:
+            write_call_traces(client, experiment_id, run_id, calls)
             return
-        write_call_traces(client, experiment_id, run_id, calls)
+        room = MAX_CHILDREN - len(entry["calls"])
+        entry["calls"].extend(calls[:room])
+        entry["dropped"] += max(len(calls) - room, 0)
 
     def waiting(self, key: str) -> bool:
         entry = self._open.get(key)
@@ -138,5 +144,6 @@ class TraceBook:
     def ended(self, client: Any, key: str, run_id: str, experiment_id: str, end_ms: int, failed: bool) -> None:
         entry = self._open.pop(key, None)
         if entry is not None and entry["calls"]:  # a function that made no (traced) LLM call gets no trace
-            write_run_trace(client, experiment_id, run_id, RootSpan(entry["name"], entry["st"], end_ms, failed),
+            write_run_trace(client, experiment_id, run_id, RootSpan(entry["name"], entry["st"], end_ms, failed,
+                                                                      entry["dropped"]),
                             entry["calls"])
