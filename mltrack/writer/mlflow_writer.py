@@ -29,6 +29,7 @@ from mltrack.writer import records
 from mltrack.writer.journal import Journal, Owner, Segment, lane_id
 from mltrack.writer.ops import Barrier, EndRun, StartRun
 from mltrack.writer.sink import Outage, Sink, Skip
+from mltrack.writer.spans import flush_exports
 
 logger = logging.getLogger("mltrack")
 
@@ -217,6 +218,11 @@ class MlflowWriter:
                 ok = False
                 break
             ok = ok and barrier.ok
+        traced = [sink for sink in list(self._sinks.values()) + list(self._replay_sinks.values()) if sink.spans_written]
+        if ok and traced:
+            for sink in traced:
+                sink.spans_written = False
+            ok = flush_exports(remaining())
         if self._errors and _safety.strict():
             errors, self._errors = self._errors, []
             raise errors[0]

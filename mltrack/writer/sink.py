@@ -16,7 +16,7 @@ from typing import Any, Callable
 from mltrack._safety import warn_once
 from mltrack.writer.payload import dump_line
 from mltrack.writer.records import END, LOG, RUN_KEY_TAG, START, TAGS
-from mltrack.writer.spans import TraceBook, flush_exports
+from mltrack.writer.spans import TraceBook, point_exporter_at
 
 _MAX_METRICS_PER_BATCH = 1000
 _MAX_TAGS_PER_BATCH = 100
@@ -87,6 +87,7 @@ class Sink:
         self._run_experiments: OrderedDict[str, str] = OrderedDict()
         self._missing: set[str] = set()  # keys whose start could not be written (their records are skipped)
         self._traces = TraceBook()
+        self.spans_written = False  # since the last flush: mltrack.flush() then waits for MLflow's trace export
         # Outage state, read and written by the sender thread (flush only moves next_try earlier).
         self.down = False
         self.down_since = 0.0
@@ -358,6 +359,7 @@ class Sink:
         import mlflow
 
         if mlflow.get_tracking_uri() == self.uri:
+            point_exporter_at(self.uri)
             return True
         warn_once(f"traces-elsewhere:{self.uri}", f"mltrack: no trace spans are written for {self.uri}: MLflow's "
                   f"tracking URI is {mlflow.get_tracking_uri()}. Set MLFLOW_TRACKING_URI (or mlflow.set_tracking_uri)"
@@ -377,7 +379,7 @@ class Sink:
         if self._traces_here():
             self._call("writing trace spans", self._traces.calls, client, key, run_id,
                        self._experiment_of(client, run_id), calls)
-            flush_exports()
+            self.spans_written = True
 
     def _end_trace(self, client: Any, record: dict[str, Any], run_id: str | None) -> None:
         if run_id is None or not self._traces.waiting(record["k"]):
@@ -385,7 +387,7 @@ class Sink:
         if self._traces_here():
             self._call("writing the run's trace", self._traces.ended, client, record["k"], run_id,
                        self._experiment_of(client, run_id), int(record["et"]), record.get("s") == "FAILED")
-            flush_exports()
+            self.spans_written = True
 
     def _end(self, client: Any, record: dict[str, Any], replay: bool, logged: bool = False) -> None:
         run_id = self._resolve(record, replay)

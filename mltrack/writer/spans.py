@@ -9,6 +9,7 @@ Built from the plain call records the writer already has (see ``records.py``), i
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,13 +100,40 @@ def write_run_trace(client: Any, experiment_id: str, run_id: str, root: RootSpan
     return trace.trace_id
 
 
-def flush_exports() -> None:
-    """MLflow exports traces in a background queue of its own: wait for it, so ``mltrack.flush`` means written."""
+TRACE_FLUSH_MAX_S = 30.0  # MLflow retries a dead server for minutes; mltrack.flush() does not wait that long
+_exporter_uri: str | None = None
+
+
+def point_exporter_at(uri: str) -> None:
+    """MLflow's trace exporter keeps the tracking URI it was built with and rebuilds only on
+    ``mlflow.set_tracking_uri``: rebuild it when the URI changed another way (``MLFLOW_TRACKING_URI`` set later)."""
+    global _exporter_uri
+    if _exporter_uri is not None and _exporter_uri != uri:
+        from mlflow.tracing.provider import reset
+
+        reset()
+    _exporter_uri = uri
+
+
+def flush_exports(timeout: float | None) -> bool:
+    """Wait (at most ``timeout``, capped) for MLflow's own background trace export; True when it finished.
+
+    Runs in a thread of its own: MLflow's wait has no timeout, and a dead server must not hold the caller."""
     import mlflow
 
     flush = getattr(mlflow, "flush_trace_async_logging", None)
-    if callable(flush):
-        flush()
+    if not callable(flush):
+        return True
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            flush()
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="mltrack-trace-flush", daemon=True).start()
+    return done.wait(TRACE_FLUSH_MAX_S if timeout is None else min(timeout, TRACE_FLUSH_MAX_S))
 
 
 class TraceBook:
