@@ -10,7 +10,7 @@ from mltrack import _safety
 from mltrack.engine import pricing as _pricing
 from mltrack.engine.cost import compute_cost
 from mltrack.providers import _registry
-from mltrack.record import CostBreakdown, LLMCall, Usage
+from mltrack.record import CostBreakdown, LLMCall, Usage, new_call
 from mltrack.run_state import RunHandle, Snapshot
 
 
@@ -143,29 +143,29 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
             provider = provider or price.provider or None
 
     snapshot = handle.add(usage, cost, model, provider, raw.error is not None) if handle is not None else None
-    call = LLMCall(
-        model=model,
-        provider=provider,
-        prompt_tokens=usage.prompt_tokens or 0,
-        completion_tokens=usage.completion_tokens or 0,
-        total_tokens=usage.total_tokens or 0,
-        cached_prompt_tokens=usage.cached_prompt_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        prompt_cost=float(cost.prompt) if cost else None,
-        completion_cost=float(cost.completion) if cost else None,
-        total_cost=float(cost.total) if cost else None,
-        latency_ms=raw.latency_ms,
-        ttft_ms=raw.ttft_ms,
-        tokens_estimated=estimated,
-        error=raw.error,
-        cost=cost,
-        inter_token_latency_ms=_inter_token_latency(raw),
-        tokens_per_second=_tokens_per_second(raw, usage),
-        step=snapshot.step if snapshot else 0,
-        timestamp=raw.timestamp,
-        run_id=handle.known_run_id if handle else None,
-        params=params,
-        metadata=dict(raw.metadata),
-    )
+    call = new_call({
+        "model": model,
+        "provider": provider,
+        "prompt_tokens": usage.prompt_tokens or 0,
+        "completion_tokens": usage.completion_tokens or 0,
+        "total_tokens": usage.total_tokens or 0,
+        "cached_prompt_tokens": usage.cached_prompt_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "prompt_cost": float(cost.prompt) if cost else None,
+        "completion_cost": float(cost.completion) if cost else None,
+        "total_cost": float(cost.total) if cost else None,
+        "latency_ms": raw.latency_ms,
+        "ttft_ms": raw.ttft_ms,
+        "tokens_estimated": estimated,
+        "error": raw.error,
+        "cost": cost,
+        "inter_token_latency_ms": _inter_token_latency(raw),
+        "tokens_per_second": _tokens_per_second(raw, usage),
+        "step": snapshot.step if snapshot else 0,
+        "timestamp": raw.timestamp,
+        "run_id": handle.known_run_id if handle else None,
+        "params": params,
+        "metadata": dict(raw.metadata),
+    })
     return Processed(call=call, snapshot=snapshot, prompt=prompt, response_text=text)

@@ -29,6 +29,7 @@ _KIND_BY_CLASS = {
     "ParsedResponse": "responses",
     "CreateEmbeddingResponse": "embedding",
 }
+_kind_by_type: dict[type, str | None] = {}  # per SDK class, filled on first sight
 _KIND_BY_OBJECT = {"chat.completion": "chat", "text_completion": "completion", "response": "responses"}
 
 
@@ -38,9 +39,12 @@ def _kind(obj: Any) -> str | None:
         if kind is None and obj.get("object") == "list" and _looks_like_embeddings(obj.get("data")):
             kind = "embedding"
         return kind
-    if sdk_package(obj) != "openai":
-        return None
-    return _KIND_BY_CLASS.get(class_name(obj))
+    cls = type(obj)
+    try:
+        return _kind_by_type[cls]
+    except KeyError:
+        kind = _kind_by_type[cls] = _KIND_BY_CLASS.get(class_name(obj)) if sdk_package(obj) == "openai" else None
+        return kind
 
 
 def _looks_like_embeddings(data: Any) -> bool:

@@ -5,7 +5,7 @@ One *lane* per tracking URI keeps that store's operations in order. Two threads 
 * the **sender** turns operations into records (:mod:`mltrack.writer.records`) and writes them to MLflow in
   batches, by size (``WAKE_AT`` waiting) and by time (``writer_flush_interval``), coalesced per run;
 * the **spiller** moves what waits in memory to the on-disk journal (:mod:`mltrack.writer.journal`) when there
-  is more than ``writer_queue_size`` of it, when the store is down, or when a write has been hanging for
+  is more than half of ``writer_queue_size`` of it (a caller at the full size waits for room), when the store is down, or when a write has been hanging for
   ``STUCK_AFTER_S``. From then on the lane goes through the journal (so order is kept) until the sender has
   written all of it; then it is back to memory only.
 
@@ -88,8 +88,9 @@ class MlflowWriter:
     def __init__(self, max_queue: int = 10000, flush_interval: float = 1.0, journal_dir: Any = None, *,
                  on_start: Callable[[], None] | None = None) -> None:
         self._soft = max(0, int(max_queue))
-        self._hard = max(2 * self._soft, 1000)
-        self._signal_at = max(1, min(WAKE_AT, self._soft + 1))
+        self._hard = max(self._soft, 100)  # the bound: a caller at it waits while the spiller makes room
+        self._spill_at = self._soft // 2  # beyond this many waiting, the oldest go to the journal
+        self._signal_at = max(1, min(WAKE_AT, self._spill_at + 1))
         self._batch = max(100, min(BATCH_OPS, self._soft))  # a batch taken from memory is memory too
         self._interval = float(flush_interval) if flush_interval and flush_interval > 0 else 1.0
         self._journal = Journal(journal_dir)
@@ -148,7 +149,7 @@ class MlflowWriter:
 
     def _pressure(self, lane: _Lane) -> None:
         n = len(lane.mem)
-        if (n > self._soft or (lane.sink is not None and lane.sink.down)) and not self._spill_wake.is_set():
+        if (n > self._spill_at or (lane.sink is not None and lane.sink.down)) and not self._spill_wake.is_set():
             self._spill_wake.set()
         if n >= WAKE_AT and not self._wake.is_set():
             self._wake.set()
@@ -822,8 +823,8 @@ class MlflowWriter:
                 if not n and not (stuck and lane.inflight is not None and not lane.inflight_spilled):
                     continue
                 keep, inflight = 0, stuck
-            elif n > self._soft:  # too much in memory: the oldest go to disk, the newest stay
-                keep, inflight = self._soft // 2, False
+            elif n > self._spill_at:  # too much in memory: the oldest go to disk, the newest stay
+                keep, inflight = self._soft // 4, False
             else:
                 continue
             if not self._journal_usable():
