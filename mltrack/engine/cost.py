@@ -12,6 +12,8 @@ _EXACT = Context(prec=60)  # enough digits that no realistic token count x rate 
 
 
 def _count(value: int | None) -> int:
+    if value.__class__ is int:  # what the adapters produce: skip the conversions
+        return value if value > 0 else 0
     return max(int(value or 0), 0)
 
 
@@ -29,7 +31,7 @@ def compute_cost(price: ModelPrice, usage: Usage) -> CostBreakdown:
     writes = min(_count(usage.cache_write_tokens), prompt - cached)
     fresh = prompt - cached - writes
 
-    rates = price.tier_for(prompt) or price
+    rates = (price.tier_for(prompt) or price) if price.tiers else price
     input_rate = rates.input
     cached_rate = rates.cached_input if rates.cached_input is not None else input_rate
     write_rate = rates.cache_write if rates.cache_write is not None else input_rate

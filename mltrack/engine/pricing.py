@@ -381,15 +381,23 @@ class PriceTable:
 
     def lookup(self, model: str, provider: str | None = None) -> ModelPrice | None:
         """The price of ``model`` (``provider/model`` entries win when ``provider`` is given), or None."""
-        if not isinstance(model, str) or not model.strip():
+        if not isinstance(model, str):
             return None
-        key = (_norm(model), _norm(provider) if isinstance(provider, str) else "")
+        if provider is not None and not isinstance(provider, str):
+            provider = None
+        # Keyed as given first (the common case: no normalizing); a given key and its normal form give one price.
+        found = self._cache.get((model, provider), _MISS)
+        if found is not _MISS:
+            return found  # type: ignore[return-value]
+        if not model.strip():
+            return None
+        key = (_norm(model), _norm(provider) if provider else "")
         found = self._cache.get(key, _MISS)
         if found is _MISS:
             found = self._resolve(*key)
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = found
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = self._cache[(model, provider)] = found
         return found  # type: ignore[return-value]
 
     def _resolve(self, name: str, provider: str) -> ModelPrice | None:

@@ -94,6 +94,30 @@ class CallScope:
             _inside.reset(self._token)
             self._token = None
 
+    def run(self, wrapped: Any, args: tuple, kwargs: dict) -> Any:
+        """Make the request inside the scope; a failure is recorded (once) and reaches the caller unchanged."""
+        self.enter()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self.exit()
+            self.finish(error=exc)
+            raise
+        self.exit()
+        return result
+
+    async def arun(self, wrapped: Any, args: tuple, kwargs: dict) -> Any:
+        """:meth:`run` for coroutine functions."""
+        self.enter()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self.exit()
+            self.finish(error=exc)
+            raise
+        self.exit()
+        return result
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 

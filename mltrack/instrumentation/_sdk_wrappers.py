@@ -58,14 +58,7 @@ def sync_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) ->
         if scope is None:
             return wrapped(*args, **kwargs)
         accumulator, kwargs = _stream_kwargs(kwargs, stream_setup)
-        scope.enter()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            scope.exit()
-            scope.finish(error=exc)
-            raise
-        scope.exit()
+        result = scope.run(wrapped, args, kwargs)
         return _completed(scope, result, accumulator, SyncStreamProxy)
 
     return wrapper
@@ -78,14 +71,7 @@ def async_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) -
             if scope is None:
                 return await wrapped(*args, **kwargs)
             accumulator, kwargs = _stream_kwargs(kwargs, stream_setup)
-            scope.enter()
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                scope.exit()
-                scope.finish(error=exc)
-                raise
-            scope.exit()
+            result = await scope.arun(wrapped, args, kwargs)
             return _completed(scope, result, accumulator, AsyncStreamProxy)
 
         return call(kwargs)

@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from mltrack.instrumentation._patching import Patch, remove
-from mltrack.instrumentation.langchain import Deferred, begin, call_async, call_sync
+from mltrack.instrumentation._frameworks import Deferred, begin, call_async, call_sync
 from mltrack.providers import dspy as _dspy
 from mltrack.providers._base import Extracted
 

@@ -17,7 +17,7 @@ from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.instrumentation._call import CallScope
 from mltrack.instrumentation._patching import Patch
-from mltrack.instrumentation.langchain import Deferred, begin, call_async, call_sync, stream_proxy
+from mltrack.instrumentation._frameworks import Deferred, begin, call_async, call_sync, stream_proxy
 from mltrack.providers import litellm as _ll
 from mltrack.providers._base import Extracted
 
@@ -65,14 +65,7 @@ def _completion(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         return wrapped(*args, **kwargs)
     if accumulator is None:
         return call_sync(scope, wrapped, args, kwargs, _extract(provider))
-    scope.enter()
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        scope.exit()
-        scope.finish(error=exc)
-        raise
-    scope.exit()
+    result = scope.run(wrapped, args, kwargs)
     return stream_proxy(result, scope, accumulator, asynchronous=False)
 
 
@@ -83,14 +76,7 @@ def _acompletion(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
             return await wrapped(*args, **send)
         if accumulator is None:
             return await call_async(scope, wrapped, args, send, _extract(provider))
-        scope.enter()
-        try:
-            result = await wrapped(*args, **send)
-        except BaseException as exc:
-            scope.exit()
-            scope.finish(error=exc)
-            raise
-        scope.exit()
+        result = await scope.arun(wrapped, args, send)
         return stream_proxy(result, scope, accumulator, asynchronous=True)
 
     return call()

