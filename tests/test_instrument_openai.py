@@ -63,6 +63,22 @@ def test_chat_call_in_context_is_logged_exactly(store, fake_llm, openai_client, 
     assert "sk-test-not-a-real-key" not in str(line) and "Bearer" not in str(line)
 
 
+def test_chat_loop_appending_to_the_sent_messages_logs_each_prompt_as_sent(store, fake_llm, openai_client,
+                                                                         instrumented):
+    messages = [{"role": "user", "content": "q0"}]
+    with mltrack.track_llm_context("chat-loop"):
+        for i in range(3):
+            fake_llm.queue(ScriptedReply(text=f"a{i}"))
+            reply = openai_client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            messages.append({"role": "assistant", "content": reply.choices[0].message.content})
+            messages.append({"role": "user", "content": f"q{i + 1}"})
+    mltrack.flush(timeout=30)
+    lines = store.artifact_lines(store.run_named("chat-loop").info.run_id)
+    assert [len(line["prompt"]) for line in lines] == [1, 3, 5]
+    assert [line["prompt"][-1]["content"] for line in lines] == ["q0", "q1", "q2"]
+    assert [line["response"] for line in lines] == ["a0", "a1", "a2"]
+
+
 def test_call_outside_any_run_gets_a_short_run_of_its_own(store, fake_llm, openai_client, instrumented):
     _ask(openai_client, "one two three")
     _ask(openai_client, "four")

@@ -59,6 +59,22 @@ def test_artifacts_hold_prompt_and_response_with_timestamps(store):
     assert lines[0]["total_cost"] == str(mini_cost(3, 2))
 
 
+def test_prompt_is_kept_as_it_was_when_chat_code_appends_to_it_afterwards(store):
+    # The chat-loop pattern: the same messages list is sent again after the reply is appended to it.
+    messages = [{"role": "user", "content": [{"type": "text", "text": "q0"}]}]
+    with mltrack.track_llm_context("chat-loop", model="gpt-4o-mini") as tracker:
+        for i in range(3):
+            tracker.log_prompt_response(messages, f"a{i}", token_usage={"prompt_tokens": 5, "completion_tokens": 1})
+            messages.append({"role": "assistant", "content": f"a{i}"})
+            messages.append({"role": "user", "content": f"q{i + 1}"})
+            messages[0]["content"].append({"type": "text", "text": "edited later"})
+    mltrack.flush(timeout=30)
+    lines = store.artifact_lines(store.run_named("chat-loop").info.run_id)
+    assert [len(line["prompt"]) for line in lines] == [1, 3, 5]
+    assert [len(line["prompt"][0]["content"]) for line in lines] == [1, 2, 3]
+    assert lines[2]["prompt"][-1] == {"role": "user", "content": "q2"}
+
+
 def test_prompt_logging_off_keeps_text_out_of_mlflow(store, tmp_path):
     mltrack.configure(llm_log_prompts=False, llm_log_responses=False)
     secret_prompt, secret_answer = "my private medical question", "a private answer"

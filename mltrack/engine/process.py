@@ -92,6 +92,23 @@ def _fill_tokens(usage: Usage | None, prompt: Any, text: str | None, model: str 
                  usage.cache_write_tokens, usage.reasoning_tokens), True
 
 
+def _freeze(prompt: Any) -> Any:
+    """The prompt as it was at the call: the writer serializes it later, and chat code appends the reply to the
+    very list it sent (``messages.append(...)``) right after the call. Copies the list, its dict messages and
+    their content-part lists (cheap: no deep copy of the texts, which are immutable)."""
+    if not isinstance(prompt, list):
+        return dict(prompt) if isinstance(prompt, dict) else prompt
+    kept = []
+    for message in prompt:
+        if isinstance(message, dict):
+            message = dict(message)
+            content = message.get("content")
+            if isinstance(content, list):
+                message["content"] = list(content)
+        kept.append(message)
+    return kept
+
+
 def _to_text(response: Any) -> str | None:
     if response is None:
         return None
@@ -168,4 +185,5 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
         "params": params,
         "metadata": dict(raw.metadata),
     })
-    return Processed(call=call, snapshot=snapshot, prompt=prompt, response_text=text)
+    kept = _freeze(prompt) if settings.llm_log_prompts else None
+    return Processed(call=call, snapshot=snapshot, prompt=kept, response_text=text)

@@ -26,6 +26,8 @@ def get(obj: Any, name: str, default: Any = None) -> Any:
 
 def as_int(value: Any) -> int | None:
     """A token count as int; ``None`` for missing; ValueError for garbage (the caller's safety net reports it)."""
+    if value.__class__ is int and value >= 0:  # the common case first (bool is not int here)
+        return value
     if value is None:
         return None
     if isinstance(value, bool):

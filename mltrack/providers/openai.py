@@ -110,8 +110,9 @@ def extract_usage(obj: Any) -> Usage:
 
     OpenAI's prompt/input tokens already include cached tokens; reasoning tokens are inside completion tokens.
     """
-    if get(obj, "prompt_tokens") is not None or get(obj, "completion_tokens") is not None:
-        prompt, completion = as_int(get(obj, "prompt_tokens")), as_int(get(obj, "completion_tokens"))
+    prompt_raw, completion_raw = get(obj, "prompt_tokens"), get(obj, "completion_tokens")
+    if prompt_raw is not None or completion_raw is not None:
+        prompt, completion = as_int(prompt_raw), as_int(completion_raw)
         in_details, out_details = get(obj, "prompt_tokens_details"), get(obj, "completion_tokens_details")
     else:
         prompt, completion = as_int(get(obj, "input_tokens")), as_int(get(obj, "output_tokens"))
@@ -120,9 +121,9 @@ def extract_usage(obj: Any) -> Usage:
     if completion is None and prompt is not None and total is not None and total == prompt:
         completion = 0  # embeddings report prompt and total only
     prompt, completion = fill_parts(prompt, completion, total)
-    cached = as_int(get(in_details, "cached_tokens"))
-    writes = as_int(get(in_details, "cache_write_tokens"))
-    reasoning = as_int(get(out_details, "reasoning_tokens"))
+    cached = as_int(get(in_details, "cached_tokens")) if in_details is not None else None
+    writes = as_int(get(in_details, "cache_write_tokens")) if in_details is not None else None
+    reasoning = as_int(get(out_details, "reasoning_tokens")) if out_details is not None else None
     if isinstance(obj, dict):  # mltrack's own flat names, accepted in usage dicts
         cached = cached or as_int(obj.get("cached_prompt_tokens"))
         writes = writes or as_int(obj.get("cache_write_tokens"))
