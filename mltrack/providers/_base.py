@@ -117,14 +117,14 @@ SAMPLING_PARAMS = (
     "frequency_penalty", "presence_penalty", "seed", "stop", "stop_sequences", "reasoning_effort",
     "response_format", "tool_choice", "service_tier", "stream", "user", "logprobs", "top_logprobs",
 )
+_SAMPLING = frozenset(SAMPLING_PARAMS)
 
 
 def sampling_params(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The request's sampling parameters worth keeping on the record (never credentials or headers)."""
     out: dict[str, Any] = {}
-    for key in SAMPLING_PARAMS:
-        value = kwargs.get(key)
-        if value is None or type(value).__name__ == "NotGiven" or type(value).__name__ == "Omit":
+    for key, value in kwargs.items():  # a request names few of them: no scan of the whole list
+        if key not in _SAMPLING or value is None or type(value).__name__ in ("NotGiven", "Omit"):
             continue
         if isinstance(value, (str, int, float, bool)):
             out[key] = value
