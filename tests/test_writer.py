@@ -223,7 +223,7 @@ def test_outage_caller_unaffected_memory_bounded_then_everything_written_once(do
     state = writer.status()
     assert state["journaled"] == n + 2 and state["in_memory"] == 0 and state["dropped"] == 0, state
     assert down.uri in state["unreachable"]
-    assert peak_memory <= 100 + 100  # waiting (at most writer_queue_size) + the batch being written (<= 100)
+    assert peak_memory <= 1000 + 100  # waiting (writer_queue_size, at least 1,000) + the batch being written
     assert elapsed < n * 0.002, f"{elapsed:.2f}s for {n} calls"  # typically ~0.1 ms a call
     assert slowest < 1.5, f"slowest call {slowest:.2f}s"
     assert len([w for w in caught if "cannot write to MLflow" in str(w.message)]) == 1
@@ -433,6 +433,7 @@ def test_sixteen_threads_shared_and_separate_runs_exact_totals(store):
     assert not errors
     assert shared.totals["calls"] == threads * calls // 2
     assert mltrack.flush(timeout=300) is True
+    assert writer.status()["dropped"] == 0
     run = store.run_named("shared")
     half = calls // 2
     expected_shared = sum(half * (k + 1) + sum(i % 3 for i in range(1, calls, 2)) for k in range(threads))

@@ -75,8 +75,8 @@ KEYS: tuple[Key, ...] = (
     Key("standalone_runs", Bool(), True, "MLTRACK_STANDALONE_RUNS",
         "A call made outside any run gets a short run of its own.", extension=True),
     Key("writer_queue_size", Int(minimum=0), 10000, "MLTRACK_WRITER_QUEUE_SIZE",
-        "Most records held in memory for the background writer; past half of it the oldest go to the "
-        "on-disk journal.", extension=True),
+        "Most records held in memory for the background writer (at least 1,000); past half of it the "
+        "oldest go to the on-disk journal.", extension=True),
     Key("writer_flush_interval", Number(minimum=0, exclusive=True), 1.0, "MLTRACK_WRITER_FLUSH_INTERVAL",
         "Seconds between background writes to MLflow.", extension=True),
     Key("journal_dir", Str(path=True), None, "MLTRACK_JOURNAL_DIR",

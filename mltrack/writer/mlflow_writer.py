@@ -39,8 +39,12 @@ STUCK_AFTER_S = 5.0  # no MLflow call completed for this long: the store hangs, 
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 MIN_RETRY_GAP_S = 0.5  # flush() brings the next retry forward, but not closer than this to the previous one
+MIN_HARD = 1000  # smaller bounds stall callers while mlflow is first imported (seconds), for ~3 MB saved
+PROBE_OPS = 100  # records a retry reads from the journal while the store is down
+SPILL_CHUNK = 500  # records the spiller moves to disk at a time
 SPILL_POLL_S = 0.1  # how often the spiller looks while a lane goes through the journal or a write is running
-ROOM_WAIT_S = 1.0  # at the hard memory limit a caller waits while the journal makes room; no progress this long: drop
+ROOM_WAIT_S = 1.0  # at the hard memory limit a caller waits while the journal makes room, in slices of this
+ROOM_GIVE_UP_S = 10.0  # no record moved to the journal for this long (a hung disk): drop rather than hang
 JOURNAL_RETRY_S = 30.0  # after the journal failed, how long before trying it again
 REPLAY_AT_EXIT_S = 5.0  # at exit, once this process's records are written: the most to wait for adopted journals
 _IDLE_S = 30.0
@@ -88,10 +92,11 @@ class MlflowWriter:
     def __init__(self, max_queue: int = 10000, flush_interval: float = 1.0, journal_dir: Any = None, *,
                  on_start: Callable[[], None] | None = None) -> None:
         self._soft = max(0, int(max_queue))
-        self._hard = max(self._soft, 100)  # the bound: a caller at it waits while the spiller makes room
+        self._batch = max(100, min(BATCH_OPS, self._soft // 5))  # a batch taken from memory is memory too
+        # The bound, batch in flight included: a caller at it waits while the spiller makes room.
+        self._hard = max(self._soft - self._batch, MIN_HARD)
         self._spill_at = self._soft // 2  # beyond this many waiting, the oldest go to the journal
         self._signal_at = max(1, min(WAKE_AT, self._spill_at + 1))
-        self._batch = max(100, min(BATCH_OPS, self._soft))  # a batch taken from memory is memory too
         self._interval = float(flush_interval) if flush_interval and flush_interval > 0 else 1.0
         self._journal = Journal(journal_dir)
         self._on_start = on_start
@@ -156,7 +161,8 @@ class MlflowWriter:
 
     def _make_room(self, lane: _Lane) -> bool:
         """At the hard memory limit (the caller outruns even the local journal): wait while the writer makes room.
-        False (drop the record) only when the journal is broken or nothing moved for ``ROOM_WAIT_S``."""
+        False (drop the record) only when the journal is broken or nothing moved for ``ROOM_GIVE_UP_S``."""
+        stalled_since = None
         while len(lane.mem) >= self._hard:
             if not self._journal_usable():
                 return False
@@ -164,7 +170,11 @@ class MlflowWriter:
             self._spill_wake.set()
             with self._room:
                 self._room.wait(ROOM_WAIT_S)
-            if self._moved == moved and len(lane.mem) >= self._hard:
+            if self._moved != moved:
+                stalled_since = None
+            elif stalled_since is None:
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since >= ROOM_GIVE_UP_S and len(lane.mem) >= self._hard:
                 return False
         return True
 
@@ -488,7 +498,8 @@ class MlflowWriter:
             self._write(lane, sink, batch_records, replay=False)
         except Outage as exc:
             with self._lock:
-                kept = lane.inflight_spilled or self._spill_locked(lane, 0, inflight=True)
+                # Only the batch: what waits in memory follows in chunks (the spiller), not as a second copy now.
+                kept = lane.inflight_spilled or self._spill_locked(lane, len(mem), inflight=True)
                 lane.inflight = None
                 if not kept:  # no journal: keep the batch first in memory
                     mem.extendleft(reversed(batch))
@@ -513,7 +524,7 @@ class MlflowWriter:
                     self._drained(lane)
             return True
         try:
-            batch, end, consumed = segment.read(BATCH_OPS)
+            batch, end, consumed = segment.read(PROBE_OPS if sink.down else BATCH_OPS)  # down: a retry is a probe
         except OSError as exc:
             self._journal_failed(exc)
             return now + 1.0
@@ -673,6 +684,21 @@ class MlflowWriter:
                           f"mltrack: cannot write the journal in {self._journal.directory} ({type(exc).__name__}: "
                           f"{exc}); while the store is down, only writer_queue_size records are kept (in memory).")
 
+    def _spill_in_chunks(self, lane: _Lane, keep: int, inflight: bool) -> None:
+        """:meth:`_spill_locked` ``SPILL_CHUNK`` records at a time: what is on its way to disk is never a second
+        queue's worth of memory, and a caller waiting for room goes on after each chunk."""
+        left = len(lane.mem) - keep
+        while left > 0 or inflight:
+            with self._lock:
+                chunk = min(left, SPILL_CHUNK)
+                ok = self._spill_locked(lane, max(keep, len(lane.mem) - chunk), inflight)
+            inflight = False
+            left -= chunk
+            with self._room:
+                self._room.notify_all()
+            if not ok:
+                return
+
     def _spill_locked(self, lane: _Lane, keep: int = 0, inflight: bool = False) -> bool:
         """Move what waits in memory, oldest first, to the journal, leaving the newest ``keep`` in memory; with
         ``inflight`` also the batch being written (it may be written twice then: harmless, see sink). The lane
@@ -830,8 +856,7 @@ class MlflowWriter:
             if not self._journal_usable():
                 continue
             self._sink_of(lane)
-            with self._lock:
-                self._spill_locked(lane, keep, inflight)
+            self._spill_in_chunks(lane, keep, inflight)
             watching = True
         self._sync_journal()
         return watching
