@@ -46,6 +46,7 @@ SPILL_POLL_S = 0.1  # how often the spiller looks while a lane goes through the 
 ROOM_WAIT_S = 1.0  # at the hard memory limit a caller waits while the journal makes room, in slices of this
 ROOM_GIVE_UP_S = 10.0  # no record moved to the journal for this long (a hung disk): drop rather than hang
 JOURNAL_RETRY_S = 30.0  # after the journal failed, how long before trying it again
+EXIT_WHEN_DOWN_S = 3.0  # at exit with a store known to be down: how long its last retry may take
 REPLAY_AT_EXIT_S = 5.0  # at exit, once this process's records are written: the most to wait for adopted journals
 _IDLE_S = 30.0
 
@@ -316,6 +317,8 @@ class MlflowWriter:
             self._spill_everything(inflight=False)
             self._sync_journal(force=True)
             started = time.monotonic()
+            if any(sink.down for sink in list(self._sinks.values())):
+                timeout = min(timeout, EXIT_WHEN_DOWN_S)  # all is on disk already: one short last try, not 30 s
             ok = self.flush(timeout, replays=False)
             if ok and self._replays:  # journals of dead processes: a little longer, the rest is for the next one
                 self.flush(min(REPLAY_AT_EXIT_S, max(0.0, timeout - (time.monotonic() - started))))
