@@ -73,3 +73,20 @@ def test_traces_can_be_turned_off(store):
         run_id = tracker.run_id
     mltrack.flush(timeout=60)
     assert _traces(store, run_id) == []
+
+
+def test_a_run_with_more_calls_than_the_span_cap_keeps_the_first_ones_and_says_how_many_have_none(store):
+    from mltrack.writer.spans import MAX_CHILDREN
+
+    extra = 7
+    with mltrack.track_llm_context("many-calls", model="gpt-4o-mini") as tracker:
+        for i in range(MAX_CHILDREN + extra):
+            tracker.log_prompt_response(f"p{i}", f"r{i}", token_usage={"prompt_tokens": 2, "completion_tokens": 1})
+    mltrack.flush(timeout=120)
+    run = store.run_named("many-calls")
+    assert run.data.metrics["llm.calls"] == MAX_CHILDREN + extra  # metrics are complete
+    (trace,) = _traces(store, run.info.run_id)
+    root = next(s for s in trace.data.spans if s.parent_id is None)
+    llm = [s for s in trace.data.spans if s.span_type == "LLM"]
+    assert len(llm) == MAX_CHILDREN and root.attributes["mltrack.llm_calls_without_span"] == extra
+    assert sorted(s.outputs["text"] for s in llm) == sorted(f"r{i}" for i in range(MAX_CHILDREN))  # the first ones
