@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    mltrack.configure(writer_queue_size=max(10000, args.calls + 1000))
+    mltrack.configure(writer_queue_size=max(10000, 2 * args.calls + 1000))  # spilling starts at half of it
     t0 = time.perf_counter()
     with mltrack.track_llm_context("bench-throughput-warmup") as tracker:
         for messages, response in pairs[:10]:

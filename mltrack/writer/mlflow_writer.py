@@ -317,7 +317,7 @@ class MlflowWriter:
             self._spill_everything(inflight=False)
             self._sync_journal(force=True)
             started = time.monotonic()
-            if any(sink.down for sink in list(self._sinks.values())):
+            if self._stuck(time.monotonic()) or any(sink.down for sink in list(self._sinks.values())):
                 timeout = min(timeout, EXIT_WHEN_DOWN_S)  # all is on disk already: one short last try, not 30 s
             ok = self.flush(timeout, replays=False)
             if ok and self._replays:  # journals of dead processes: a little longer, the rest is for the next one
@@ -837,13 +837,17 @@ class MlflowWriter:
                 self._room.notify_all()
             self._spill_wake.wait(SPILL_POLL_S if watching else 5.0)
 
+    def _stuck(self, now: float) -> bool:
+        """A write to MLflow has been hanging for ``STUCK_AFTER_S`` (a server that does not answer, retries)."""
+        busy = self._busy
+        return (busy is not None and busy[0].sink is not None
+                and now - max(busy[1], busy[0].sink.last_progress) > STUCK_AFTER_S)
+
     def _spill_round(self) -> bool:
         """Move to the journal what must go there; True while there is something to watch closely."""
-        busy = self._busy
         now = time.monotonic()
-        stuck = (busy is not None and busy[0].sink is not None
-                 and now - max(busy[1], busy[0].sink.last_progress) > STUCK_AFTER_S)
-        watching = busy is not None
+        stuck = self._stuck(now)
+        watching = self._busy is not None
         for lane in list(self._lanes.values()):
             n = len(lane.mem)
             watching = watching or lane.journal
