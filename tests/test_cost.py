@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mltrack.engine.cost import compute_cost
-from mltrack.engine.pricing import ModelPrice, PriceTier, default_table
+from mltrack.engine.prices import ModelPrice, PriceTier
+from mltrack.engine.pricing import default_table
 from mltrack.record import CostBreakdown, Usage
 
 

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mltrack.engine.pricing import (
-    ModelPrice,
-    PriceTable,
-    PricingDataError,
-    default_table,
-    load_price_files,
-    pricing_dir,
-)
+from mltrack.engine.price_files import load_price_files, pricing_dir
+from mltrack.engine.prices import ModelPrice, PricingDataError
+from mltrack.engine.pricing import PriceTable, default_table
 
 PROVIDERS = {"openai", "anthropic", "google", "mistral", "together"}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mltrack.engine.pricing import PriceTable, default_table, pricing_dir
+from mltrack.engine.price_files import pricing_dir
+from mltrack.engine.pricing import PriceTable, default_table
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Context, Decimal
 
-from mltrack.engine.pricing import ModelPrice
+from mltrack.engine.prices import ModelPrice
 from mltrack.record import CostBreakdown, Usage
 
 _PER_MILLION = Decimal(1_000_000)

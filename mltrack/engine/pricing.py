@@ -1,35 +1,20 @@
-"""Model prices: load the per-provider YAML files in ``pricing/``, validate them strictly, look models up.
-
-Prices are USD per 1M tokens, held as exact :class:`~decimal.Decimal` values. A name is found by exact
-name or alias, then with a provider prefix stripped, then as a dated snapshot of a base model (only when
-the snapshot has no entry of its own). Unknown names return ``None``: an unknown model is never priced at $0.
+"""Looking models up in the price table: exact name or alias, then a provider prefix stripped, then a dated
+snapshot's base model (only when the snapshot has no entry of its own). Unknown names return ``None``: an
+unknown model is never priced at $0. The files themselves are read in :mod:`mltrack.engine.price_files`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import re
-from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
-import yaml
-
-UNIT = "usd_per_1m_tokens"
-"""The only unit the files may declare."""
-
-PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
-"""Rate fields of a model, a tier and a user override."""
-
-_FILE_FIELDS = ("provider", "source", "as_of", "unit", "prefixes", "models")
-_FILE_REQUIRED = ("provider", "source", "as_of", "unit", "models")
-_MODEL_FIELDS = (*PRICE_FIELDS, "aliases", "tiers", "notes")
-_TIER_FIELDS = ("above_prompt_tokens", *PRICE_FIELDS)
-_PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+from mltrack.engine.price_files import load_prices, parse_override
+from mltrack.engine.prices import ModelPrice
+from mltrack.engine.prices import norm as _norm
 
 _SNAPSHOT_SUFFIXES = (
     re.compile(r"-v\d+(?::\d+)?$"),  # Bedrock revision: -v2:0
@@ -42,307 +27,6 @@ _SNAPSHOT_SUFFIXES = (
 )
 _MAX_STRIPS = 3
 _CACHE_LIMIT = 4096
-
-
-class PricingDataError(ValueError):
-    """A price file breaks the schema; the message names the file, the model, the field and what to fix."""
-
-
-@dataclass(frozen=True)
-class PriceTier:
-    """Rates that replace the base rates for a whole call once its prompt exceeds ``above_prompt_tokens``."""
-
-    above_prompt_tokens: int
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal | None = None
-    cache_write: Decimal | None = None
-
-
-@dataclass(frozen=True)
-class ModelPrice:
-    """One model's rates in USD per 1M tokens, with where and when they were checked."""
-
-    model: str
-    provider: str
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal | None = None
-    cache_write: Decimal | None = None
-    tiers: tuple[PriceTier, ...] = ()
-    source: str = ""
-    as_of: str = ""
-    aliases: tuple[str, ...] = ()
-    notes: str = ""
-
-    def tier_for(self, prompt_tokens: int) -> PriceTier | None:
-        """The highest tier whose threshold the prompt exceeds (Google/Anthropic bill the whole call at it)."""
-        chosen = None
-        for tier in self.tiers:
-            if prompt_tokens > tier.above_prompt_tokens:
-                chosen = tier
-        return chosen
-
-
-def _norm(name: str) -> str:
-    return name.strip().casefold()
-
-
-# --- YAML reading -------------------------------------------------------------------------------------------
-
-
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, line: int) -> None:
-        super().__init__(f"duplicate key {key!r} at line {line}")
-        self.key = key
-        self.line = line
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that reads floats as exact Decimals and refuses duplicate keys (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str):
-                key = key.strip()
-            try:
-                duplicate = key in seen
-            except TypeError:
-                continue
-            if duplicate:
-                raise _DuplicateKey(key, key_node.start_mark.line + 1)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    text = loader.construct_scalar(node)
-    try:
-        value = Decimal(str(text).replace("_", ""))
-    except InvalidOperation:
-        return text
-    return value if value.is_finite() else text
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-
-
-# --- validation ---------------------------------------------------------------------------------------------
-
-
-class _Where:
-    """Builds error messages that name the file, the model and the field."""
-
-    def __init__(self, file: str, model: str | None = None, field: str | None = None) -> None:
-        self.file, self.model, self.field = file, model, field
-
-    def at(self, *, model: str | None = None, field: str | None = None) -> _Where:
-        return _Where(self.file, model if model is not None else self.model, field)
-
-    def error(self, problem: str) -> PricingDataError:
-        parts = [self.file]
-        if self.model is not None:
-            parts.append(f"model {self.model!r}")
-        if self.field is not None:
-            parts.append(f"field {self.field!r}")
-        return PricingDataError(f"{': '.join(parts)}: {problem}")
-
-
-def _rate(value: Any, where: _Where, *, strings: bool) -> Decimal:
-    """A non-negative finite rate as an exact Decimal (floats via ``str`` so 0.075 stays 0.075)."""
-    if isinstance(value, bool) or value is None:
-        raise where.error(f"must be a number of USD per 1M tokens, got {value!r}")
-    if isinstance(value, str) and not strings:
-        raise where.error(f"must be a bare number, got the string {value!r}; write it without quotes")
-    if isinstance(value, (int, float, Decimal, str)):
-        try:
-            rate = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise where.error(f"must be a number of USD per 1M tokens, got {value!r}") from None
-    else:
-        raise where.error(f"must be a number of USD per 1M tokens, got {type(value).__name__} {value!r}")
-    if not rate.is_finite():
-        raise where.error(f"must be a finite number, got {value!r}")
-    if rate < 0:
-        raise where.error(f"must not be negative, got {value!r}; prices are USD per 1M tokens, >= 0")
-    return rate
-
-
-def _optional_rate(entry: Mapping[str, Any], field: str, where: _Where, *, strings: bool) -> Decimal | None:
-    value = entry.get(field)
-    return None if value is None else _rate(value, where.at(field=field), strings=strings)
-
-
-def _check_fields(entry: Mapping[Any, Any], allowed: tuple[str, ...], where: _Where, what: str) -> None:
-    for key in entry:
-        if key not in allowed:
-            raise where.at(field=str(key)).error(f"unknown field in {what}; allowed fields: {', '.join(allowed)}")
-
-
-def _require(entry: Mapping[str, Any], fields: Iterable[str], where: _Where, what: str) -> None:
-    for field in fields:
-        if entry.get(field) is None:
-            raise where.at(field=field).error(f"missing; every {what} needs {field!r}")
-
-
-def _tiers(value: Any, base: Mapping[str, Decimal | None], where: _Where) -> tuple[PriceTier, ...]:
-    here = where.at(field="tiers")
-    if not isinstance(value, list) or not value:
-        raise here.error("must be a non-empty list of {above_prompt_tokens, input, output, ...} entries")
-    tiers: list[PriceTier] = []
-    for index, entry in enumerate(value):
-        item = where.at(field=f"tiers[{index}]")
-        if not isinstance(entry, dict):
-            raise item.error("must be a mapping like {above_prompt_tokens: 128000, input: ..., output: ...}")
-        _check_fields(entry, _TIER_FIELDS, item, "a tier")
-        threshold = entry.get("above_prompt_tokens")
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold <= 0:
-            raise item.error(f"'above_prompt_tokens' must be a positive whole number of tokens, got {threshold!r}")
-        _require(entry, ("input", "output"), item, "tier")
-        tier = PriceTier(
-            above_prompt_tokens=threshold,
-            input=_rate(entry["input"], item, strings=False),
-            output=_rate(entry["output"], item, strings=False),
-            cached_input=_optional_rate(entry, "cached_input", item, strings=False),
-            cache_write=_optional_rate(entry, "cache_write", item, strings=False),
-        )
-        for field in ("cached_input", "cache_write"):
-            if base[field] is not None and getattr(tier, field) is None:
-                raise item.error(f"lacks {field!r} while the model has one; add the tier's {field} rate")
-        if tiers and threshold <= tiers[-1].above_prompt_tokens:
-            raise item.error("tiers must be listed with strictly increasing 'above_prompt_tokens'")
-        tiers.append(tier)
-    return tuple(tiers)
-
-
-def _names(value: Any, where: _Where) -> tuple[str, ...]:
-    here = where.at(field="aliases")
-    if not isinstance(value, list) or not all(isinstance(alias, str) and alias.strip() for alias in value):
-        raise here.error("must be a list of non-empty model names")
-    return tuple(alias.strip() for alias in value)
-
-
-def _as_of(value: Any, where: _Where) -> str:
-    here = where.at(field="as_of")
-    if isinstance(value, _dt.date):
-        return value.isoformat()
-    if not isinstance(value, str) or not _DATE_RE.match(value):
-        raise here.error(f"must be the date the prices were checked, as \"YYYY-MM-DD\", got {value!r}")
-    try:
-        _dt.date.fromisoformat(value)
-    except ValueError:
-        raise here.error(f"is not a real date: {value!r}; write \"YYYY-MM-DD\"") from None
-    return value
-
-
-def _model(name: Any, entry: Any, provider: str, source: str, as_of: str, where: _Where) -> ModelPrice:
-    if not isinstance(name, str) or not name:
-        raise where.error(f"model names must be non-empty strings, got {name!r}; quote the name")
-    here = where.at(model=name)
-    if not isinstance(entry, dict):
-        raise here.error("must be a mapping like {input: 2.50, output: 10.00}")
-    _check_fields(entry, _MODEL_FIELDS, here, "a model")
-    _require(entry, ("input", "output"), here, "model")
-    rates = {
-        "input": _rate(entry["input"], here.at(field="input"), strings=False),
-        "output": _rate(entry["output"], here.at(field="output"), strings=False),
-        "cached_input": _optional_rate(entry, "cached_input", here, strings=False),
-        "cache_write": _optional_rate(entry, "cache_write", here, strings=False),
-    }
-    notes = entry.get("notes", "")
-    if not isinstance(notes, str):
-        raise here.at(field="notes").error("must be text")
-    return ModelPrice(
-        model=name,
-        provider=provider,
-        tiers=_tiers(entry["tiers"], rates, here) if "tiers" in entry else (),
-        source=source,
-        as_of=as_of,
-        aliases=_names(entry["aliases"], here) if "aliases" in entry else (),
-        notes=notes.strip(),
-        **rates,
-    )
-
-
-def _read(path: Path) -> Mapping[str, Any]:
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except _DuplicateKey as exc:
-        raise PricingDataError(f"{path.name}: duplicate key {exc.key!r} at line {exc.line}; "
-                               "each model (and each field) may appear once, remove or rename one") from None
-    except yaml.YAMLError as exc:
-        raise PricingDataError(f"{path.name}: not valid YAML ({exc}); fix the syntax") from None
-    if not isinstance(data, dict):
-        raise PricingDataError(f"{path.name}: must be a mapping with {', '.join(_FILE_REQUIRED)}")
-    return data
-
-
-def _parse_file(path: Path) -> tuple[str, tuple[ModelPrice, ...], tuple[str, ...]]:
-    data = _read(path)
-    where = _Where(path.name)
-    _check_fields(data, _FILE_FIELDS, where, "a price file")
-    _require(data, _FILE_REQUIRED, where, "price file")
-    provider = data["provider"]
-    if not isinstance(provider, str) or not _PROVIDER_RE.match(provider):
-        raise where.at(field="provider").error(f"must be a lower-case provider name like 'openai', got {provider!r}")
-    source = data["source"]
-    if not isinstance(source, str) or not source.startswith(("https://", "http://")):
-        raise where.at(field="source").error(f"must be the URL the prices were taken from, got {source!r}")
-    as_of = _as_of(data["as_of"], where)
-    if data["unit"] != UNIT:
-        raise where.at(field="unit").error(f"must be {UNIT!r}, got {data['unit']!r}; convert the prices")
-    prefixes = data.get("prefixes") or []
-    if not isinstance(prefixes, list) or not all(
-        isinstance(prefix, str) and len(prefix) > 1 and prefix.endswith(("/", ".")) for prefix in prefixes
-    ):
-        raise where.at(field="prefixes").error("must be a list of prefixes ending in '/' or '.', like [openai/]")
-    models = data["models"]
-    if not isinstance(models, dict) or not models:
-        raise where.at(field="models").error("must be a non-empty mapping of model name to prices")
-    prices = tuple(_model(name, entry, provider, source, as_of, where) for name, entry in models.items())
-    return provider, prices, tuple(_norm(prefix) for prefix in prefixes)
-
-
-def _load(directory: Path | None) -> tuple[tuple[ModelPrice, ...], tuple[str, ...]]:
-    folder = Path(directory) if directory is not None else pricing_dir()
-    files = sorted(folder.glob("*.yml"))
-    if not files:
-        raise PricingDataError(f"{folder}: no price files (*.yml) found; add one file per provider")
-    prices: list[ModelPrice] = []
-    prefixes: list[str] = []
-    providers: dict[str, str] = {}
-    owners: dict[str, tuple[str, str]] = {}
-    for path in files:
-        provider, file_prices, file_prefixes = _parse_file(path)
-        if provider in providers:
-            raise PricingDataError(f"{path.name}: field 'provider': {provider!r} is already declared in "
-                                   f"{providers[provider]}; keep one file per provider")
-        providers[provider] = path.name
-        for price in file_prices:
-            for name in (price.model, *price.aliases):
-                key = _norm(name)
-                if key in owners:
-                    file, model = owners[key]
-                    raise PricingDataError(f"{path.name}: model {price.model!r}: name {name!r} is already used by "
-                                           f"model {model!r} in {file}; each model name and alias may appear once")
-                owners[key] = (path.name, price.model)
-        prices.extend(file_prices)
-        prefixes.extend(file_prefixes)
-    return tuple(prices), tuple(dict.fromkeys(prefixes))
-
-
-def pricing_dir() -> Path:
-    """The shipped price folder: ``mltrack/_pricing_data`` in a wheel, else the checkout's ``pricing/``."""
-    package = Path(__file__).resolve().parent.parent
-    packaged = package / "_pricing_data"
-    return packaged if packaged.is_dir() else package.parent / "pricing"
-
-
-def load_price_files(directory: Path | None = None) -> tuple[ModelPrice, ...]:
-    """Every model price in ``directory`` (default: :func:`pricing_dir`), strictly validated."""
-    return _load(directory)[0]
 
 
 # --- lookup -------------------------------------------------------------------------------------------------
@@ -367,7 +51,7 @@ class PriceTable:
     @classmethod
     def from_directory(cls, directory: Path | None = None) -> PriceTable:
         """A table of every price file in ``directory`` (default: the shipped prices)."""
-        prices, prefixes = _load(directory)
+        prices, prefixes = load_prices(directory)
         return cls(prices, prefixes)
 
     @property
@@ -442,7 +126,7 @@ class PriceTable:
         replaced: dict[str, ModelPrice] = {}
         added: list[ModelPrice] = []
         for name, entry in overrides.items():
-            price = _override(name, entry, self._index)
+            price = parse_override(name, entry, self._index)
             key = _norm(name)
             existing = self._index.get(key)
             if existing is not None and _norm(existing.model) == key:
@@ -460,27 +144,6 @@ class PriceTable:
 def _without_aliases(price: ModelPrice, names: set[str]) -> ModelPrice:
     kept = tuple(alias for alias in price.aliases if _norm(alias) not in names)
     return price if kept == price.aliases else replace(price, aliases=kept)
-
-
-def _override(name: Any, entry: Any, index: Mapping[str, ModelPrice]) -> ModelPrice:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"pricing: model names must be non-empty strings, got {name!r}")
-    where = _Where("pricing", name)
-    if not isinstance(entry, Mapping):
-        raise where.error("must be a mapping like {input: 1.00, output: 2.00} (USD per 1M tokens)")
-    _check_fields(entry, PRICE_FIELDS, where, "a price override")
-    _require(entry, ("input", "output"), where, "price override")
-    existing = index.get(_norm(name))
-    return ModelPrice(
-        model=name.strip(),
-        provider=existing.provider if existing is not None else "",
-        input=_rate(entry["input"], where.at(field="input"), strings=True),
-        output=_rate(entry["output"], where.at(field="output"), strings=True),
-        cached_input=_optional_rate(entry, "cached_input", where, strings=True),
-        cache_write=_optional_rate(entry, "cache_write", where, strings=True),
-        source="user override (pricing)",
-        as_of=_dt.date.today().isoformat(),
-    )
 
 
 def _strip_snapshot(name: str) -> str | None:
