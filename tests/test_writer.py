@@ -491,3 +491,17 @@ def test_a_malformed_journal_line_costs_that_record_only(store, lenient):
     run = store.run_named("replayed")
     assert run.info.status == "FINISHED"
     assert [line["step"] for line in store.artifact_lines(run.info.run_id)] == [0, 1, 2, 3, 4]
+
+
+def test_an_unreadable_journal_line_is_skipped_with_one_warning(tmp_path, lenient):
+    from mltrack.writer.journal import Segment
+
+    journal = Journal(tmp_path / "journal")
+    segment = Segment.create(journal.own(), "sqlite:///x.db", "lane", 0)
+    good = [records.dumps({"t": "l", "k": "run", "i": i}) for i in range(3)]
+    segment.append([good[0], "{not json", good[1], good[2]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batch, _end, consumed = segment.read(10)
+    assert [r["i"] for r in batch] == [0, 1, 2] and consumed == 4
+    assert len([w for w in caught if "unreadable line in journal file" in str(w.message)]) == 1

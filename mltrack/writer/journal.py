@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mltrack.writer import records
+from mltrack.writer._quiet import warn_once
 
 FORMAT = 1
 SEGMENT_MAX_BYTES = 8 << 20
@@ -304,8 +305,6 @@ def _last_ack(path: Path) -> int:
 
 
 def _bad_line(path: Path) -> None:
-    from mltrack.writer.mlflow_writer import warn_once
-
     warn_once(f"journal-bad-line:{path}", f"mltrack: skipped an unreadable line in journal file {path}.")
 
 
