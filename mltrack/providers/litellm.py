@@ -20,7 +20,7 @@ from mltrack.providers._base import (
     sampling_params,
     total_of,
 )
-from mltrack.providers.openai import ChatStreamAccumulator
+from mltrack.providers.openai import ChatStreamAccumulator, prepare_chat_stream
 from mltrack.record import Usage
 
 # LiteLLM's ``custom_llm_provider`` -> mltrack's provider name (the rest pass through unchanged).
@@ -113,15 +113,8 @@ def extract_request(args: tuple, kwargs: dict[str, Any]) -> Request:
     return Request(prompt=prompt, model=model if isinstance(model, str) else None, params=sampling_params(kwargs))
 
 
-def prepare_stream(kwargs: dict[str, Any], include_usage: bool) -> bool:
-    """Ask for usage on a stream when the caller did not; True when mltrack added it (its chunk is hidden then)."""
-    if not include_usage:
-        return False
-    options = kwargs.get("stream_options")
-    if isinstance(options, dict) and "include_usage" in options:
-        return False
-    kwargs["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return True
+# LiteLLM takes OpenAI's ``stream_options``: asking it for a stream's usage is OpenAI's rule.
+prepare_stream = prepare_chat_stream
 
 
 class StreamAccumulator(ChatStreamAccumulator):

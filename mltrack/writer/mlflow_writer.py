@@ -228,19 +228,8 @@ class MlflowWriter(Spilling):
             raise errors[0]
         return ok
 
-    def pending(self) -> int:
-        """Records handed over and not written yet (in memory and in the journal, incl. adopted journals)."""
-        total = 0
-        for lane in self._all_lanes():
-            total += sum(1 for op in list(lane.mem) if not isinstance(op, Barrier))
-            inflight = lane.inflight
-            if inflight is not None and not lane.inflight_spilled:
-                total += sum(1 for op in inflight if not isinstance(op, Barrier))
-            total += sum(segment.pending for segment in list(lane.segments))
-        return total
-
-    def status(self) -> dict[str, Any]:
-        """What the writer is doing: counts, and which stores are unreachable since when."""
+    def _waiting(self) -> tuple[int, int]:
+        """Records not written yet: (in memory, batch in flight included; in the journal, adopted ones included)."""
         in_memory = journaled = 0
         for lane in self._all_lanes():
             in_memory += sum(1 for op in list(lane.mem) if not isinstance(op, Barrier))
@@ -248,6 +237,15 @@ class MlflowWriter(Spilling):
             if inflight is not None and not lane.inflight_spilled:
                 in_memory += sum(1 for op in inflight if not isinstance(op, Barrier))
             journaled += sum(segment.pending for segment in list(lane.segments))
+        return in_memory, journaled
+
+    def pending(self) -> int:
+        """Records handed over and not written yet (in memory and in the journal, incl. adopted journals)."""
+        return sum(self._waiting())
+
+    def status(self) -> dict[str, Any]:
+        """What the writer is doing: counts, and which stores are unreachable since when."""
+        in_memory, journaled = self._waiting()
         down = {sink.uri: {"since": sink.down_since, "error": sink.last_error}
                 for sink in list(self._replay_sinks.values()) + list(self._sinks.values()) if sink.down}
         return {"running": self._started, "pending": in_memory + journaled, "in_memory": in_memory,

@@ -133,24 +133,21 @@ class Sink:
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One MLflow call: a store that does not answer is an :class:`Outage`; a call that fails while the store
         answers is retried a few times, then a :class:`Skip`."""
-        try:
-            result = fn(*args, **kwargs)
-            self.last_progress = time.monotonic()
-            return result
-        except Exception as exc:  # noqa: BLE001
-            error = exc
-        for pause in _CALL_RETRIES:
-            if is_permanent(error):
-                break
-            if not self.probe():
-                raise Outage(error)
-            self._sleep(pause)
+        error: BaseException | None = None
+        for pause in (0.0, *_CALL_RETRIES):
+            if error is not None:
+                if is_permanent(error):
+                    break
+                if not self.probe():
+                    raise Outage(error)
+                self._sleep(pause)
             try:
                 result = fn(*args, **kwargs)
-                self.last_progress = time.monotonic()
-                return result
             except Exception as exc:  # noqa: BLE001
                 error = exc
+                continue
+            self.last_progress = time.monotonic()
+            return result
         raise Skip(what, error)
 
     # writing a batch ------------------------------------------------------------------------------------
