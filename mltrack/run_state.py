@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -65,6 +66,8 @@ class RunHandle:
         self._providers: set[str] = set()
         self._models_tag = self._providers_tag = ""  # the sets, sorted and comma-joined (tags llm.model/provider)
         self._budget_flags: set[str] = set()
+        self._unsettled: deque[Any] = deque()  # calls handed over before pricing, oldest first
+        self._settle_lock = threading.Lock()
 
     # identity -------------------------------------------------------------------------------------
     def set_run_id(self, run_id: str | None) -> None:
@@ -81,6 +84,19 @@ class RunHandle:
         return self._run_id
 
     # totals ---------------------------------------------------------------------------------------
+    def defer(self, item: Any) -> None:
+        """Queue a call to be priced later; ``item.resolve()`` prices it and adds it here (see :meth:`settle`)."""
+        self._unsettled.append(item)
+
+    def settle(self) -> None:
+        """Price the deferred calls, oldest first: run by the writer, or by whoever needs the totals sooner."""
+        if not self._unsettled:
+            return
+        with self._settle_lock:
+            unsettled = self._unsettled
+            while unsettled:
+                unsettled.popleft().resolve()
+
     def add(self, usage: Usage, cost: CostBreakdown | None, model: str | None, provider: str | None,
             failed: bool) -> Snapshot:
         with self._lock:
@@ -103,9 +119,11 @@ class RunHandle:
 
     @property
     def cost(self) -> Decimal:
+        self.settle()
         return self._cost or Decimal(0)
 
     def totals(self) -> dict[str, Any]:
+        self.settle()
         with self._lock:
             return {
                 "calls": self._calls,

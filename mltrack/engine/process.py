@@ -92,7 +92,7 @@ def _fill_tokens(usage: Usage | None, prompt: Any, text: str | None, model: str 
                  usage.cache_write_tokens, usage.reasoning_tokens), True
 
 
-def _freeze(prompt: Any) -> Any:
+def freeze(prompt: Any) -> Any:
     """The prompt as it was at the call: the writer serializes it later, and chat code appends the reply to the
     very list it sent (``messages.append(...)``) right after the call. Copies the list, its dict messages and
     their content-part lists (cheap: no deep copy of the texts, which are immutable)."""
@@ -185,5 +185,5 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
         "params": params,
         "metadata": dict(raw.metadata),
     })
-    kept = _freeze(prompt) if settings.llm_log_prompts else None
+    kept = freeze(prompt) if settings.llm_log_prompts else None
     return Processed(call=call, snapshot=snapshot, prompt=kept, response_text=text)

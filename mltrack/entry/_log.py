@@ -1,15 +1,18 @@
-"""The one path every entry point uses to log a call: engine → budgets → writer, under the safety net."""
+"""The one path every entry point uses to log a call: engine → budgets → writer, under the safety net.
+
+A call whose record nobody receives (instrumentation, the response ``@track`` returns, ``track_llm_call``) is
+priced later, off the caller's thread: see :func:`defer_call`."""
 
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mltrack import _safety, writer
 from mltrack.config import get_settings
 from mltrack.engine.budgets import check_limits
-from mltrack.engine.process import RawCall, process
+from mltrack.engine.process import RawCall, freeze, process
 from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
 from mltrack.writer.ops import CallFlags, LogCall
@@ -44,6 +47,8 @@ def record_call(raw: RawCall, handle: RunHandle | None) -> LLMCall:
     settings = get_settings()
     if not settings.enabled or not settings.llm_tracking_enabled:
         return process(raw, settings, None).call
+    if handle is not None:
+        handle.settle()  # deferred calls of this run come first: steps and totals stay in call order
     processed = process(raw, settings, handle)
     if handle is not None and processed.snapshot is not None:
         budget_tag = check_limits(handle, processed.snapshot, settings)
@@ -60,3 +65,43 @@ def safe_record_call(raw: RawCall, handle: RunHandle | None) -> LLMCall:
         return LLMCall(model=raw.model or raw.fallback_model, provider=raw.provider or raw.fallback_provider,
                        prompt_tokens=0, completion_tokens=0, total_tokens=0, latency_ms=raw.latency_ms,
                        error=raw.error, metadata={"mltrack_error": f"{type(exc).__name__}: {exc}"})
+
+
+@dataclass(slots=True)
+class _Unpriced:
+    """A call handed to the writer before the engine saw it; :meth:`RunHandle.settle` resolves it, in order."""
+
+    raw: RawCall
+    settings: Any
+    op: LogCall
+
+    def resolve(self) -> None:
+        try:
+            processed = process(self.raw, self.settings, self.op.handle)
+            self.op.flags = flags_from(self.settings, processed.call.provider)
+            self.op.processed = processed
+        except Exception as exc:  # noqa: BLE001 - the safety net (re-raised in strict mode)
+            _safety.report_internal_error("logging an LLM call", exc)
+
+
+def _cost_needed_now(settings: Any) -> bool:
+    """A budget limit must see each call's tokens and cost before the next call (and warn on the caller's thread)."""
+    return (settings.llm_cost_limit_error is not None or settings.llm_cost_limit_warning is not None
+            or settings.llm_token_limit_warning is not None)
+
+
+def defer_call(raw: RawCall, handle: RunHandle | None) -> None:
+    """Log a call whose record nobody receives. The caller's thread only copies the prompt (the caller may
+    append to its message list next) and hands the call over; it is priced and totalled on the writer thread,
+    or sooner by whoever reads the run's totals. With a budget limit set, it is priced at once. Never raises."""
+    try:
+        settings = get_settings()
+        if handle is None or not settings.enabled or not settings.llm_tracking_enabled or _cost_needed_now(settings):
+            safe_record_call(raw, handle)
+            return
+        raw.prompt = freeze(raw.prompt)
+        op = LogCall(handle, None, None)
+        handle.defer(_Unpriced(raw, settings, op))
+        writer.submit(op)
+    except Exception as exc:  # noqa: BLE001 - the safety net
+        _safety.report_internal_error("logging an LLM call", exc)

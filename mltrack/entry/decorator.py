@@ -11,7 +11,7 @@ from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
-from mltrack.entry._log import safe_record_call
+from mltrack.entry._log import defer_call
 from mltrack.providers import _registry
 from mltrack.instrumentation._call import logged_responses
 from mltrack.run_state import RunHandle
@@ -63,7 +63,7 @@ class _Scope:
         try:
             if _registry.is_llm_response(result) and result not in logged_responses:
                 latency = (time.perf_counter() - self.started) * 1000.0
-                safe_record_call(RawCall(response=result, latency_ms=latency), self.handle)
+                defer_call(RawCall(response=result, latency_ms=latency), self.handle)
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("logging the returned response", exc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import threading
 import time
 from typing import Any, Callable, Mapping
 
@@ -13,7 +14,7 @@ from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
-from mltrack.entry._log import safe_record_call
+from mltrack.entry._log import defer_call, safe_record_call
 from mltrack.providers import _registry
 from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
@@ -31,6 +32,7 @@ class LLMTracker:
         self._run_id = run_id
         self._bound: RunHandle | None = None
         self._own: RunHandle | None = None
+        self._own_lock = threading.Lock()
 
     @classmethod
     def _bound_to(cls, handle: RunHandle, model: str | None, provider: str | None) -> "LLMTracker":
@@ -50,8 +52,10 @@ class LLMTracker:
         if handle is not None:
             return handle
         if self._own is None:
-            name = "llm-tracker-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            self._own = _runs.open_run(name, settings, kind="tracker")
+            with self._own_lock:  # threads sharing a tracker outside any run share its one run
+                if self._own is None:
+                    name = "llm-tracker-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                    self._own = _runs.open_run(name, settings, kind="tracker")
         return self._own
 
     @property
@@ -118,7 +122,7 @@ class LLMTracker:
                     fallback_model=self.model, fallback_provider=self.provider,
                     latency_ms=latency_ms, error=type(error).__name__ if error is not None else None,
                 )
-                safe_record_call(raw, handle)
+                defer_call(raw, handle)
 
             if inspect.iscoroutinefunction(func):
                 @functools.wraps(func)

@@ -13,7 +13,7 @@ from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
-from mltrack.entry._log import safe_record_call
+from mltrack.entry._log import defer_call
 from mltrack.errors import BudgetExceededError
 from mltrack.providers._base import Extracted, Request, StreamAccumulator
 from mltrack.run_state import RunHandle
@@ -145,7 +145,7 @@ class CallScope:
                 metadata=metadata,
                 error=type(error).__name__ if error is not None else None,
             )
-            safe_record_call(raw, self.handle)
+            defer_call(raw, self.handle)
             if response is not None:
                 logged_responses.add(response)
         except Exception as exc:  # noqa: BLE001

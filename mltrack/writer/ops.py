@@ -33,11 +33,14 @@ class CallFlags:
     traces: bool = True
 
 
-@dataclass(slots=True)  # hot path: not frozen (5x cheaper to build); never mutated after creation
+@dataclass(slots=True)  # hot path: not frozen (5x cheaper to build)
 class LogCall:
+    """One LLM call. ``processed`` and ``flags`` are None while the call waits to be priced (filled once, by
+    :meth:`RunHandle.settle`, before the writer encodes it)."""
+
     handle: RunHandle
-    processed: Processed
-    flags: CallFlags
+    processed: Processed | None
+    flags: CallFlags | None
     budget_tag: str | None = None
 
 

@@ -60,8 +60,10 @@ def encode(op: Any) -> dict[str, Any] | None:
 
 
 def _log(op: LogCall) -> dict[str, Any] | None:
+    if op.processed is None:
+        op.handle.settle()
     processed, flags = op.processed, op.flags
-    if not flags.llm:
+    if processed is None or flags is None or not flags.llm:  # None: pricing failed (reported where it did)
         return None
     tags: dict[str, str] = {}
     snap = processed.snapshot

@@ -1,0 +1,139 @@
+"""Calls whose record nobody receives (instrumentation, @track's returned response, track_llm_call) are priced
+after the caller's thread has moved on: totals, steps, budgets and errors must still come out exact."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from decimal import Decimal
+
+import openai
+import pytest
+
+import mltrack
+from mltrack._safety import TrackingWarning
+from mltrack.testing import ScriptedReply
+
+MINI_IN, MINI_OUT = Decimal("0.15"), Decimal("0.60")  # gpt-4o-mini, USD per 1M tokens
+
+
+def mini_cost(prompt: int, completion: int) -> Decimal:
+    return (prompt * MINI_IN + completion * MINI_OUT) / 10**6
+
+
+@pytest.fixture
+def instrumented():
+    mltrack.instrument("openai")
+    yield
+    mltrack.uninstrument("openai")
+
+
+def _usage(prompt: int, completion: int) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def test_instrumented_calls_and_logged_calls_keep_their_order_steps_and_totals(store, fake_llm, openai_client,
+                                                                              instrumented):
+    fake_llm.queue(ScriptedReply(text="one", usage=_usage(100, 10)), ScriptedReply(text="three", usage=_usage(300, 30)))
+    with mltrack.track_llm_context("mixed") as tracker:
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "1"}])
+        logged = tracker.log_prompt_response("2", "two", model="gpt-4o-mini",
+                                             token_usage={"prompt_tokens": 200, "completion_tokens": 20})
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "3"}])
+        totals = tracker.totals
+    # the logged call was priced after the instrumented one before it, and the totals include the one after it
+    assert logged.step == 1 and logged.total_tokens == 220
+    assert totals == {"calls": 3, "prompt_tokens": 600, "completion_tokens": 60, "total_tokens": 660,
+                      "cost": float(mini_cost(600, 60))}
+    assert mltrack.flush(timeout=30) is True
+    run_id = store.run_named("mixed").info.run_id
+    assert store.history(run_id, "llm.tokens.total") == [(0, 110), (1, 220), (2, 330)]
+    assert store.history(run_id, "llm.tokens.cumulative.total") == [(0, 110), (1, 330), (2, 660)]
+    cumulative = [mini_cost(100, 10), mini_cost(300, 30), mini_cost(600, 60)]
+    assert store.history(run_id, "llm.cost.cumulative") == [(i, float(c)) for i, c in enumerate(cumulative)]
+    assert [line["response"] for line in store.artifact_lines(run_id)] == ["one", "two", "three"]
+
+
+def test_threads_reading_totals_while_calls_are_priced_see_every_earlier_call(store):
+    tracker = mltrack.LLMTracker(model="gpt-4o-mini")
+
+    @tracker.track_llm_call(extract_token_usage=lambda r: {"prompt_tokens": r, "completion_tokens": 1})
+    def call(prompt_tokens):
+        return prompt_tokens
+
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            seen.append(tracker.totals["calls"])
+
+    def worker(n):
+        for i in range(100):
+            call(n * 100 + i + 1)
+            # this thread's own call is always in the totals right after it returns
+            assert tracker.totals["calls"] >= i + 1
+
+    watcher = threading.Thread(target=reader)  # outside any run: the tracker's own run, shared by the threads
+    watcher.start()
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    watcher.join()
+    totals = tracker.totals
+    prompt_tokens = sum(range(1, 801))
+    assert totals == {"calls": 800, "prompt_tokens": prompt_tokens, "completion_tokens": 800,
+                      "total_tokens": prompt_tokens + 800, "cost": float(mini_cost(prompt_tokens, 800))}
+    assert seen == sorted(seen) and seen[-1] <= 800
+    assert mltrack.flush(timeout=60) is True
+    run_id = tracker.run_id
+    calls = store.history(run_id, "llm.calls")
+    assert sorted(step for step, _ in calls) == list(range(800)) and max(v for _, v in calls) == 800
+    assert store.run(run_id).data.metrics["llm.tokens.cumulative.prompt"] == prompt_tokens
+
+
+def test_a_budget_warning_from_an_instrumented_call_is_raised_in_the_callers_code(store, fake_llm, openai_client,
+                                                                                 instrumented):
+    mltrack.configure(llm_token_limit_warning=150)
+    fake_llm.queue(ScriptedReply(text="a", usage=_usage(100, 0)), ScriptedReply(text="b", usage=_usage(100, 0)))
+    with mltrack.track_llm_context("budget-instrumented"):
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a"}])
+        with pytest.warns(mltrack.BudgetWarning, match="200 tokens"):
+            openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "b"}])
+    mltrack.flush(timeout=30)
+    assert store.run_named("budget-instrumented").data.tags["mltrack.budget.exceeded"] == "tokens"
+
+
+def test_a_malformed_returned_response_is_one_warning_and_the_function_still_returns(store, monkeypatch):
+    monkeypatch.delenv("MLTRACK_STRICT", raising=False)
+    broken = openai.types.chat.ChatCompletion.model_construct(object="chat.completion", model="gpt-4o-mini",
+                                                              choices=[], usage={"prompt_tokens": "many"})
+
+    @mltrack.track
+    def ask():
+        return broken
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ask() is broken
+        assert mltrack.flush(timeout=30) is True
+    assert [w for w in caught if issubclass(w.category, TrackingWarning)]
+    run = store.run_named("ask")
+    assert run.info.status == "FINISHED" and "llm.calls" not in run.data.metrics
+    assert "execution_time_seconds" in run.data.metrics
+
+
+def test_strict_mode_surfaces_the_error_of_a_deferred_call_at_flush(store):
+    broken = openai.types.chat.ChatCompletion.model_construct(object="chat.completion", model="gpt-4o-mini",
+                                                              choices=[], usage={"prompt_tokens": "many"})
+
+    @mltrack.track
+    def ask():
+        return broken
+
+    assert ask() is broken
+    with pytest.raises((TypeError, ValueError)):
+        mltrack.flush(timeout=30)
