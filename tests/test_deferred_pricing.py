@@ -3,6 +3,7 @@ after the caller's thread has moved on: totals, steps, budgets and errors must s
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import warnings
 from decimal import Decimal
@@ -74,22 +75,23 @@ def test_threads_reading_totals_while_calls_are_priced_see_every_earlier_call(st
             # this thread's own call is always in the totals right after it returns
             assert tracker.totals["calls"] >= i + 1
 
-    watcher = threading.Thread(target=reader)  # outside any run: the tracker's own run, shared by the threads
-    watcher.start()
-    workers = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    stop.set()
-    watcher.join()
-    totals = tracker.totals
+    with mltrack.track_llm_context("shared"):  # each thread runs in a copy of this context, so in this run
+        watcher = threading.Thread(target=contextvars.copy_context().run, args=(reader,))
+        watcher.start()
+        workers = [threading.Thread(target=contextvars.copy_context().run, args=(worker, n)) for n in range(8)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        stop.set()
+        watcher.join()
+        totals = tracker.totals
     prompt_tokens = sum(range(1, 801))
     assert totals == {"calls": 800, "prompt_tokens": prompt_tokens, "completion_tokens": 800,
                       "total_tokens": prompt_tokens + 800, "cost": float(mini_cost(prompt_tokens, 800))}
     assert seen == sorted(seen) and seen[-1] <= 800
     assert mltrack.flush(timeout=60) is True
-    run_id = tracker.run_id
+    run_id = store.run_named("shared").info.run_id
     calls = store.history(run_id, "llm.calls")
     assert sorted(step for step, _ in calls) == list(range(800)) and max(v for _, v in calls) == 800
     assert store.run(run_id).data.metrics["llm.tokens.cumulative.prompt"] == prompt_tokens
@@ -137,3 +139,46 @@ def test_strict_mode_surfaces_the_error_of_a_deferred_call_at_flush(store):
     assert ask() is broken
     with pytest.raises((TypeError, ValueError)):
         mltrack.flush(timeout=30)
+
+
+def test_track_llm_call_logs_each_prompt_as_sent_when_the_caller_appends_to_it(store, fake_llm, openai_client):
+    tracker = mltrack.LLMTracker()
+
+    @tracker.track_llm_call()
+    def ask(**kwargs):
+        return openai_client.chat.completions.create(**kwargs)
+
+    messages = [{"role": "user", "content": "q0"}]
+    with mltrack.track_llm_context("decorated-loop"):
+        for i in range(3):
+            fake_llm.queue(ScriptedReply(text=f"a{i}", usage=_usage(10 * (i + 1), 2)))
+            reply = ask(model="gpt-4o-mini", messages=messages, temperature=0.5)
+            messages.append({"role": "assistant", "content": reply.choices[0].message.content})
+            messages.append({"role": "user", "content": f"q{i + 1}"})
+    assert mltrack.flush(timeout=30) is True
+    run_id = store.run_named("decorated-loop").info.run_id
+    lines = store.artifact_lines(run_id)
+    assert [len(line["prompt"]) for line in lines] == [1, 3, 5]
+    assert [line["prompt"][-1]["content"] for line in lines] == ["q0", "q1", "q2"]
+    assert [(line["prompt_tokens"], line["response"]) for line in lines] == [(10, "a0"), (20, "a1"), (30, "a2")]
+    assert store.run(run_id).data.metrics["llm.cost.cumulative"] == float(mini_cost(60, 6))
+
+
+def test_threads_sharing_a_tracker_outside_any_run_share_its_one_run(store):
+    tracker = mltrack.LLMTracker(model="gpt-4o-mini")
+    start = threading.Barrier(8)
+
+    def worker():
+        start.wait()
+        for _ in range(10):
+            tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 3, "completion_tokens": 1})
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tracker.totals["calls"] == 80
+    assert mltrack.flush(timeout=60) is True
+    runs = [r for r in store.runs() if r.info.run_name.startswith("llm-tracker-")]
+    assert len(runs) == 1 and runs[0].data.metrics["llm.tokens.cumulative.total"] == 320

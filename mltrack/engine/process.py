@@ -19,6 +19,7 @@ class RawCall:
     """One call as an entry point saw it, before normalization. Any field may be missing."""
 
     prompt: Any = None
+    call_kwargs: Mapping[str, Any] | None = None  # a decorated call's kwargs (frozen), read for the prompt if none
     response: Any = None
     source: Any = None  # the SDK object a custom extractor took ``response`` from (usage and model come from it)
     token_usage: Any = None
@@ -92,6 +93,11 @@ def _fill_tokens(usage: Usage | None, prompt: Any, text: str | None, model: str 
                  usage.cache_write_tokens, usage.reasoning_tokens), True
 
 
+def freeze_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's keyword arguments as they were at the call: a prompt among them is copied by :func:`freeze`."""
+    return {key: freeze(value) if isinstance(value, list) else value for key, value in kwargs.items()}
+
+
 def freeze(prompt: Any) -> Any:
     """The prompt as it was at the call: the writer serializes it later, and chat code appends the reply to the
     very list it sent (``messages.append(...)``) right after the call. Copies the list, its dict messages and
@@ -133,6 +139,8 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
     """Normalize, count, price and total one call. Raises on malformed input (callers hold the safety net)."""
     extracted = _registry.extract_response(raw.response) or _registry.extract_response(raw.source)
     prompt = raw.prompt
+    if prompt is None and raw.call_kwargs is not None:
+        prompt = _registry.prompt_from_kwargs(raw.call_kwargs)
     request = _registry.request_from_object(prompt)
     params = dict(raw.params)
     if request is not None:

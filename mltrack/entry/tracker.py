@@ -12,10 +12,9 @@ from typing import Any, Callable, Mapping
 from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
-from mltrack.engine.process import RawCall
+from mltrack.engine.process import RawCall, freeze_kwargs
 from mltrack.entry import _runs
 from mltrack.entry._log import defer_call, safe_record_call
-from mltrack.providers import _registry
 from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
 
@@ -101,18 +100,21 @@ class LLMTracker:
 
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
             def before() -> RunHandle | None:
-                handle = _safety.guarded("resolving the run", self._handle)
+                try:
+                    handle = self._handle()
+                except Exception as exc:  # noqa: BLE001 - the safety net
+                    _safety.report_internal_error("resolving the run", exc)
+                    return None
                 settings = get_settings()
-                if settings.enabled:
+                if settings.llm_cost_limit_error is not None and settings.enabled:
                     ensure_within_budget(handle, settings)
                 return handle
 
             def after(handle: RunHandle | None, args: tuple, kwargs: dict, result: Any, error: BaseException | None,
                       latency_ms: float) -> None:
-                prompt = _extract("extract_prompt", extract_prompt, args, kwargs) if extract_prompt else \
-                    _default_prompt(kwargs)
                 raw = RawCall(
-                    prompt=prompt,
+                    prompt=_extract("extract_prompt", extract_prompt, args, kwargs) if extract_prompt else None,
+                    call_kwargs=None if extract_prompt else freeze_kwargs(kwargs),
                     response=_extract("extract_response", extract_response, result) if extract_response and
                     error is None else (result if error is None else None),
                     source=result if extract_response and error is None else None,
@@ -162,13 +164,6 @@ def _extract(what: str, fn: Callable[..., Any], *args: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 - a user's extractor must not break their call
         _safety.report_internal_error(f"the {what} extractor", exc)
         return None
-
-
-def _default_prompt(kwargs: dict) -> Any:
-    request = _registry.request_from_object(kwargs) if "model" in kwargs else None
-    if request is not None:
-        return request.prompt
-    return kwargs.get("messages") or kwargs.get("prompt")
 
 
 def _as_mapping(value: Any, name: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from mltrack.providers import anthropic as _anthropic
 from mltrack.providers import openai as _openai
@@ -86,5 +86,14 @@ def request_from_object(obj: Any) -> Request | None:
     return adapter.extract_request((), obj) if adapter else None
 
 
+def prompt_from_kwargs(kwargs: Mapping[str, Any]) -> Any:
+    """The prompt among a decorated function's keyword arguments (an SDK ``create`` call's, or a plain
+    ``messages`` / ``prompt`` argument)."""
+    request = request_from_object(dict(kwargs)) if "model" in kwargs else None
+    if request is not None:
+        return request.prompt
+    return kwargs.get("messages") or kwargs.get("prompt")
+
+
 __all__ = ["ADAPTERS", "Extracted", "Request", "register", "response_adapter", "is_llm_response", "extract_response",
-           "normalize_usage", "extract_request", "request_from_object", "get"]
+           "normalize_usage", "extract_request", "request_from_object", "prompt_from_kwargs", "get"]
