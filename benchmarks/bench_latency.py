@@ -5,6 +5,9 @@ Variants:
               ``track_llm_context``, interleaved call by call; the logging call is also timed on its own
               (its direct cost on the caller's thread), then timed back-to-back with the writer saturated.
   instrument  bare call vs. the call made with ``mltrack.instrument("openai")`` on (skipped if unsupported).
+  decorator   a function making the call, plain vs. decorated with ``tracker.track_llm_call()``, interleaved call
+              by call; the function marks when the SDK call starts and returns, so the decorator's own work
+              before and after it (its direct cost on the caller's thread) is timed apart from the HTTP call.
   autolog     bare call vs. the call made with ``mlflow.openai.autolog()`` on (MLflow's own tracing).
 
 Every variant writes to its own fresh local SQLite store. Usage (normally run by run.py):
@@ -231,6 +234,63 @@ def run_instrument(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     return result
 
 
+def run_decorator(args: argparse.Namespace, client: Any) -> dict[str, Any]:
+    import mltrack
+
+    marks = [0, 0]
+
+    def ask(model: str, messages: Any) -> Any:
+        marks[0] = ns()
+        response = client.chat.completions.create(model=model, messages=messages)
+        marks[1] = ns()
+        return response
+
+    def timed(fn: Callable[..., Any], around: list[int], total: list[int]) -> None:
+        t0 = ns()
+        fn(model=C.MODEL, messages=C.MESSAGES)
+        t1 = ns()
+        around.append((marks[0] - t0) + (t1 - marks[1]))
+        total.append(t1 - t0)
+
+    with mltrack.track_llm_context("bench-decorator", tags={"benchmark": "latency-decorator"}) as tracker:
+        decorated = tracker.track_llm_call()(ask)
+        for _ in range(args.warmup):
+            decorated(model=C.MODEL, messages=C.MESSAGES)
+        mltrack.flush(60)
+        plain_around: list[int] = []
+        plain_total: list[int] = []
+        tracked_around: list[int] = []
+        tracked_total: list[int] = []
+        pending: list[int] = []
+        gc.collect()
+        for i in range(args.calls):
+            order = (ask, decorated) if i % 2 else (decorated, ask)
+            for fn in order:
+                if fn is ask:
+                    timed(ask, plain_around, plain_total)
+                else:
+                    timed(decorated, tracked_around, tracked_total)
+            if i % 25 == 0:
+                pending.append(C.writer_pending() or 0)
+    flushed = mltrack.flush(300)
+    result = {"variant": "decorator", "bare": C.summary_us(plain_total), "tracked": C.summary_us(tracked_total),
+              "plain_around": C.summary_us(plain_around), "direct": C.summary_us(tracked_around),
+              "flushed": flushed, "metric_rows_written": C.count_rows(Path(args.db), "metrics"),
+              "writer_busy_fraction": sum(1 for p in pending if p > 0) / max(1, len(pending))}
+    result["diff"] = _diff(result["tracked"], result["bare"])
+    result["noise"] = _noise(plain_total)
+    print(f"  tracker.track_llm_call() around a function making the call, {args.calls} decorated + {args.calls} "
+          f"plain calls, interleaved call by call; records waiting for the writer in "
+          f"{result['writer_busy_fraction']:.0%} of samples; {result['metric_rows_written']} metric rows written")
+    _print_row("plain function", result["bare"])
+    _print_row("decorated function", result["tracked"])
+    _print_diff("end-to-end difference decorated - plain", result["diff"])
+    _print_noise(result["noise"])
+    _print_row("direct: the decorator's work around the call", result["direct"])
+    _print_row("the same spots, plain function", result["plain_around"])
+    return result
+
+
 def run_autolog(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     import mlflow
 
@@ -267,7 +327,7 @@ def run_autolog(args: argparse.Namespace, client: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", choices=("mltrack", "instrument", "autolog"), required=True)
+    parser.add_argument("--variant", choices=("mltrack", "instrument", "decorator", "autolog"), required=True)
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--block", type=int, default=50)
@@ -289,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         client = C.openai_client(args.base_url or server.openai_base_url)
         for _ in range(args.warmup):
             _call(client)
-        runner = {"mltrack": run_mltrack, "instrument": run_instrument, "autolog": run_autolog}[args.variant]
+        runner = {"mltrack": run_mltrack, "instrument": run_instrument, "decorator": run_decorator,
+                  "autolog": run_autolog}[args.variant]
         result = runner(args, client)
     finally:
         if server is not None:

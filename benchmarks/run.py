@@ -179,7 +179,7 @@ def section_latency(r: Runner, cfg: dict, template: Path, url: str) -> tuple[dic
     results: dict[str, Any] = {}
     common = ["--warmup", str(cfg["latency_warmup"]), "--block", str(cfg["latency_block"]), "--template",
               str(template), "--workdir", str(r.root), "--base-url", url]
-    for variant in ("mltrack", "instrument", "autolog"):
+    for variant in ("mltrack", "instrument", "decorator", "autolog"):
         if variant in cfg["latency_skip"]:
             print(f"  {variant}: skipped in --quick (importing MLflow's tracing stack takes longer than the whole "
                   "smoke test); the full run measures it")
@@ -191,11 +191,11 @@ def section_latency(r: Runner, cfg: dict, template: Path, url: str) -> tuple[dic
     m = results.get("mltrack")
     if m:
         print("  verdicts (mltrack, track_llm_context + log_prompt_response):")
-        checks.append(check("direct cost on the caller's thread, p50", m["direct"]["p50"], TARGET_ADDED_P50_US))
-        checks.append(check("direct cost on the caller's thread, p99", m["direct"]["p99"], TARGET_ADDED_P99_US))
-        checks.append(check("end-to-end added latency (tracked - bare), p50", m["diff"]["p50"], TARGET_ADDED_P50_US,
+        checks.append(check("log_prompt_response(): direct cost on the caller's thread, p50", m["direct"]["p50"], TARGET_ADDED_P50_US))
+        checks.append(check("log_prompt_response(): direct cost on the caller's thread, p99", m["direct"]["p99"], TARGET_ADDED_P99_US))
+        checks.append(check("log_prompt_response(): end-to-end added (tracked - bare), p50", m["diff"]["p50"], TARGET_ADDED_P50_US,
                             noise=m["noise"]["p50"]))
-        checks.append(check("end-to-end added latency (tracked - bare), p99", m["diff"]["p99"], TARGET_ADDED_P99_US,
+        checks.append(check("log_prompt_response(): end-to-end added (tracked - bare), p99", m["diff"]["p99"], TARGET_ADDED_P99_US,
                             noise=m["noise"]["p99"]))
         print(f"  info: back-to-back (writer saturated) direct cost p50 {C.fmt_us(m['direct_saturated']['p50'])}, "
               f"p99 {C.fmt_us(m['direct_saturated']['p99'])}; a fixed piece of Python work runs "
@@ -207,6 +207,14 @@ def section_latency(r: Runner, cfg: dict, template: Path, url: str) -> tuple[dic
                             noise=inst["noise"]["p50"]))
         checks.append(check("instrument('openai'): end-to-end added p99", inst["diff"]["p99"], TARGET_ADDED_P99_US,
                             noise=inst["noise"]["p99"]))
+    dec = results.get("decorator")
+    if dec:
+        checks.append(check("track_llm_call(): direct cost around the call, p50", dec["direct"]["p50"],
+                            TARGET_ADDED_P50_US))
+        checks.append(check("track_llm_call(): direct cost around the call, p99", dec["direct"]["p99"],
+                            TARGET_ADDED_P99_US))
+        checks.append(check("track_llm_call(): end-to-end added p50", dec["diff"]["p50"], TARGET_ADDED_P50_US,
+                            noise=dec["noise"]["p50"]))
     a = results.get("autolog")
     if a and m:
         print(f"  comparison: mlflow.openai.autolog() adds p50 {C.fmt_us(a['diff']['p50'])} / p99 "
