@@ -103,10 +103,26 @@ def start_fake_server() -> Any:
     return server
 
 
-def openai_client(base_url: str) -> Any:
+def openai_client(base_url: str, marks: list[int] | None = None) -> Any:
+    """The real OpenAI client for the fake server. With ``marks``, its HTTP transport writes into ``marks[0]`` /
+    ``marks[1]`` when the network part of each request starts and ends (response body read), so the time the
+    caller's thread spends outside the network can be told apart."""
+    import httpx
     import openai
 
-    return openai.OpenAI(base_url=base_url, api_key="sk-bench-not-a-real-key", max_retries=0)
+    http_client = None
+    if marks is not None:
+        class MarkingTransport(httpx.HTTPTransport):
+            def handle_request(self, request: Any) -> Any:
+                marks[0] = time.perf_counter_ns()
+                response = super().handle_request(request)
+                response.read()
+                marks[1] = time.perf_counter_ns()
+                return response
+
+        http_client = httpx.Client(transport=MarkingTransport())
+    return openai.OpenAI(base_url=base_url, api_key="sk-bench-not-a-real-key", max_retries=0,
+                         http_client=http_client)
 
 
 MODEL = "gpt-4o-mini"
