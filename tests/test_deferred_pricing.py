@@ -161,6 +161,7 @@ def test_track_llm_call_logs_each_prompt_as_sent_when_the_caller_appends_to_it(s
     assert [len(line["prompt"]) for line in lines] == [1, 3, 5]
     assert [line["prompt"][-1]["content"] for line in lines] == ["q0", "q1", "q2"]
     assert [(line["prompt_tokens"], line["response"]) for line in lines] == [(10, "a0"), (20, "a1"), (30, "a2")]
+    assert all(line["params"] == {"temperature": 0.5} for line in lines)  # read from the kwargs, as instrument() does
     assert store.run(run_id).data.metrics["llm.cost.cumulative"] == float(mini_cost(60, 6))
 
 
@@ -182,3 +183,21 @@ def test_threads_sharing_a_tracker_outside_any_run_share_its_one_run(store):
     assert mltrack.flush(timeout=60) is True
     runs = [r for r in store.runs() if r.info.run_name.startswith("llm-tracker-")]
     assert len(runs) == 1 and runs[0].data.metrics["llm.tokens.cumulative.total"] == 320
+
+
+def test_a_response_returned_through_a_nested_run_of_a_track_function_is_logged_once(store, fake_llm, openai_client,
+                                                                                    instrumented):
+    fake_llm.queue(ScriptedReply(text="inner", usage=_usage(40, 4)))
+
+    @mltrack.track
+    def outer():
+        with mltrack.track_llm_context("inner"):
+            return openai_client.chat.completions.create(model="gpt-4o-mini",
+                                                         messages=[{"role": "user", "content": "x"}])
+
+    assert outer().choices[0].message.content == "inner"
+    assert mltrack.flush(timeout=30) is True
+    inner, outer_run = store.run_named("inner"), store.run_named("outer")
+    assert store.history(inner.info.run_id, "llm.calls") == [(0, 1)]
+    assert inner.data.metrics["llm.tokens.total"] == 44
+    assert "llm.calls" not in outer_run.data.metrics  # the returned response was not logged a second time

@@ -19,7 +19,7 @@ class RawCall:
     """One call as an entry point saw it, before normalization. Any field may be missing."""
 
     prompt: Any = None
-    call_kwargs: Mapping[str, Any] | None = None  # a decorated call's kwargs (frozen), read for the prompt if none
+    call_kwargs: Mapping[str, Any] | None = None  # the SDK call's kwargs: prompt, model and params when no prompt
     response: Any = None
     source: Any = None  # the SDK object a custom extractor took ``response`` from (usage and model come from it)
     token_usage: Any = None
@@ -140,8 +140,9 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
     extracted = _registry.extract_response(raw.response) or _registry.extract_response(raw.source)
     prompt = raw.prompt
     if prompt is None and raw.call_kwargs is not None:
-        prompt = _registry.prompt_from_kwargs(raw.call_kwargs)
-    request = _registry.request_from_object(prompt)
+        request = _registry.request_from_kwargs(raw.call_kwargs, raw.provider)
+    else:
+        request = _registry.request_from_object(prompt)
     params = dict(raw.params)
     if request is not None:
         prompt = request.prompt

@@ -12,7 +12,7 @@ from typing import Any
 from mltrack import _safety, writer
 from mltrack.config import get_settings
 from mltrack.engine.budgets import check_limits
-from mltrack.engine.process import RawCall, freeze, process
+from mltrack.engine.process import RawCall, freeze, freeze_kwargs, process
 from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
 from mltrack.writer.ops import CallFlags, LogCall
@@ -91,8 +91,8 @@ def _cost_needed_now(settings: Any) -> bool:
 
 
 def defer_call(raw: RawCall, handle: RunHandle | None) -> None:
-    """Log a call whose record nobody receives. The caller's thread only copies the prompt (the caller may
-    append to its message list next) and hands the call over; it is priced and totalled on the writer thread,
+    """Log a call whose record nobody receives. The caller's thread only copies the prompt or the call's kwargs
+    (the caller may append to its message list next) and hands the call over; it is priced and totalled on the writer thread,
     or sooner by whoever reads the run's totals. With a budget limit set, it is priced at once. Never raises."""
     try:
         settings = get_settings()
@@ -100,6 +100,8 @@ def defer_call(raw: RawCall, handle: RunHandle | None) -> None:
             safe_record_call(raw, handle)
             return
         raw.prompt = freeze(raw.prompt)
+        if raw.call_kwargs is not None:
+            raw.call_kwargs = freeze_kwargs(raw.call_kwargs)
         op = LogCall(handle, None, None)
         handle.defer(_Unpriced(raw, settings, op))
         writer.submit(op)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
-from mltrack.engine.process import RawCall, freeze_kwargs
+from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
 from mltrack.entry._log import defer_call, safe_record_call
 from mltrack.record import LLMCall
@@ -114,7 +114,7 @@ class LLMTracker:
                       latency_ms: float) -> None:
                 raw = RawCall(
                     prompt=_extract("extract_prompt", extract_prompt, args, kwargs) if extract_prompt else None,
-                    call_kwargs=None if extract_prompt else freeze_kwargs(kwargs),
+                    call_kwargs=None if extract_prompt else kwargs,
                     response=_extract("extract_response", extract_response, result) if extract_response and
                     error is None else (result if error is None else None),
                     source=result if extract_response and error is None else None,

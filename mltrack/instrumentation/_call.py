@@ -43,15 +43,26 @@ class _LoggedResponses:
 logged_responses = _LoggedResponses()
 
 
+def _inside_track_function(handle: RunHandle | None) -> bool:
+    """Is a ``@track`` function's run this run or an ancestor (it may return the response: log it once)?"""
+    while handle is not None:
+        if handle.kind == "function":
+            return True
+        handle = handle.parent
+    return False
+
+
 class CallScope:
     """One instrumented call, from just before the request to its single record (finalized once)."""
 
-    __slots__ = ("provider", "request", "metadata", "handle", "standalone", "started", "finished", "_token")
+    __slots__ = ("provider", "request", "call_kwargs", "metadata", "handle", "standalone", "started", "finished",
+                 "_token")
 
-    def __init__(self, provider: str, request: Request, metadata: Mapping[str, Any], handle: RunHandle | None,
-                 standalone: bool) -> None:
+    def __init__(self, provider: str, request: Request | None, metadata: Mapping[str, Any], handle: RunHandle | None,
+                 standalone: bool, call_kwargs: dict | None = None) -> None:
         self.provider = provider
-        self.request = request
+        self.request = request  # what a framework read from its call; SDK calls give their kwargs instead
+        self.call_kwargs = call_kwargs
         self.metadata = dict(metadata)
         self.handle = handle
         self.standalone = standalone
@@ -60,7 +71,8 @@ class CallScope:
         self._token: Any = None
 
     @classmethod
-    def begin(cls, provider: str, request: Request, metadata: Mapping[str, Any] | None = None) -> "CallScope | None":
+    def begin(cls, provider: str, request: Request | None, metadata: Mapping[str, Any] | None = None, *,
+              call_kwargs: dict | None = None) -> "CallScope | None":
         """A scope for a call about to be made, or None to pass it through untouched.
 
         Raises :class:`BudgetExceededError` (before any request is sent) once the run's hard limit is reached.
@@ -79,7 +91,7 @@ class CallScope:
                     return None
                 name = "chat-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                 handle, standalone = _runs.open_run(name, settings, kind="standalone"), True
-            return cls(provider, request, metadata or {}, handle, standalone)
+            return cls(provider, request, metadata or {}, handle, standalone, call_kwargs)
         except BudgetExceededError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -129,24 +141,26 @@ class CallScope:
             return
         self.finished = True
         try:
-            metadata = {**self.metadata, **(extra_metadata or {})}
+            metadata = {**self.metadata, **extra_metadata} if extra_metadata else self.metadata
+            request = self.request
             raw = RawCall(
-                prompt=self.request.prompt,
+                prompt=request.prompt if request is not None else None,
+                call_kwargs=self.call_kwargs,
                 response=extracted.text if extracted is not None else response,
                 token_usage=extracted.usage if extracted is not None else None,
                 model=extracted.model if extracted is not None else None,
                 provider=self.provider,
-                fallback_model=self.request.model if isinstance(self.request.model, str) else None,
+                fallback_model=request.model if request is not None and isinstance(request.model, str) else None,
                 latency_ms=self.elapsed_ms(),
                 ttft_ms=ttft_ms,
                 stream_end_ms=stream_end_ms,
                 content_events=content_events,
-                params=self.request.params,
+                params=request.params if request is not None else {},
                 metadata=metadata,
                 error=type(error).__name__ if error is not None else None,
             )
             defer_call(raw, self.handle)
-            if response is not None:
+            if response is not None and _inside_track_function(self.handle):
                 logged_responses.add(response)
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("recording an instrumented call", exc)

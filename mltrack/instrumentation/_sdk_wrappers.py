@@ -9,7 +9,7 @@ from mltrack.config import get_settings
 from mltrack.instrumentation._call import CallScope
 from mltrack.instrumentation._streams import AsyncStreamProxy, SyncStreamProxy
 from mltrack.providers import _registry
-from mltrack.providers._base import Request, StreamAccumulator
+from mltrack.providers._base import StreamAccumulator
 
 # describe(instance, kwargs) -> (provider, metadata): which provider/endpoint this client talks to.
 Describe = Callable[[Any, dict], tuple[str, Mapping[str, Any]]]
@@ -17,14 +17,14 @@ Describe = Callable[[Any, dict], tuple[str, Mapping[str, Any]]]
 StreamSetup = Callable[[dict, Any], tuple[StreamAccumulator, dict]]
 
 
-def _begin(describe: Describe, instance: Any, args: tuple, kwargs: dict) -> CallScope | None:
+def _begin(describe: Describe, instance: Any, kwargs: dict) -> CallScope | None:
+    """The call's scope; its kwargs are read (prompt, model, params) when the call is priced, off this thread."""
     try:
         provider, metadata = describe(instance, kwargs)
-        request = _registry.extract_request(provider, args, kwargs)
     except Exception as exc:  # noqa: BLE001
         _safety.report_internal_error("reading an LLM request", exc)
         return None
-    return CallScope.begin(provider, request, metadata)
+    return CallScope.begin(provider, None, metadata, call_kwargs=kwargs)
 
 
 def _unwrap_raw(result: Any) -> Any:
@@ -54,7 +54,7 @@ def _completed(scope: CallScope, result: Any, accumulator: StreamAccumulator | N
 
 def sync_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        scope = _begin(describe, instance, args, kwargs)
+        scope = _begin(describe, instance, kwargs)
         if scope is None:
             return wrapped(*args, **kwargs)
         accumulator, kwargs = _stream_kwargs(kwargs, stream_setup)
@@ -67,7 +67,7 @@ def sync_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) ->
 def async_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         async def call(kwargs: dict) -> Any:
-            scope = _begin(describe, instance, args, kwargs)
+            scope = _begin(describe, instance, kwargs)
             if scope is None:
                 return await wrapped(*args, **kwargs)
             accumulator, kwargs = _stream_kwargs(kwargs, stream_setup)
@@ -77,7 +77,3 @@ def async_wrapper(describe: Describe, stream_setup: StreamSetup | None = None) -
         return call(kwargs)
 
     return wrapper
-
-
-def request_of(provider: str, args: tuple, kwargs: dict) -> Request:
-    return _registry.extract_request(provider, args, kwargs)

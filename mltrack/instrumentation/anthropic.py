@@ -9,7 +9,7 @@ import wrapt
 
 from mltrack.instrumentation._call import CallScope
 from mltrack.instrumentation._patching import Patch, apply, remove
-from mltrack.instrumentation._sdk_wrappers import async_wrapper, request_of, sync_wrapper
+from mltrack.instrumentation._sdk_wrappers import async_wrapper, sync_wrapper
 from mltrack.instrumentation._streams import AsyncStreamProxy, SyncStreamProxy
 from mltrack.providers.anthropic import MessageStreamAccumulator
 
@@ -34,8 +34,7 @@ class _ManagerProxy(wrapt.ObjectProxy):
         self._self_kwargs = kwargs
 
     def _self_scope(self) -> CallScope | None:
-        return CallScope.begin("anthropic", request_of("anthropic", self._self_args, self._self_kwargs),
-                               {"stream_helper": True})
+        return CallScope.begin("anthropic", None, {"stream_helper": True}, call_kwargs=self._self_kwargs)
 
     def __enter__(self) -> Any:
         scope = self._self_scope()

@@ -86,14 +86,15 @@ def request_from_object(obj: Any) -> Request | None:
     return adapter.extract_request((), obj) if adapter else None
 
 
-def prompt_from_kwargs(kwargs: Mapping[str, Any]) -> Any:
-    """The prompt among a decorated function's keyword arguments (an SDK ``create`` call's, or a plain
-    ``messages`` / ``prompt`` argument)."""
-    request = request_from_object(dict(kwargs)) if "model" in kwargs else None
-    if request is not None:
-        return request.prompt
-    return kwargs.get("messages") or kwargs.get("prompt")
+def request_from_kwargs(kwargs: Mapping[str, Any], provider: str | None) -> Request:
+    """What a call's keyword arguments say: read by the provider's adapter when the provider is known (an
+    instrumented SDK method), else by whichever adapter recognizes them, else a plain ``messages`` / ``prompt``."""
+    kwargs = dict(kwargs)
+    if provider:
+        return extract_request(provider, (), kwargs)
+    return request_from_object(kwargs) or Request(prompt=kwargs.get("messages") or kwargs.get("prompt"),
+                                                  model=None, params={})
 
 
 __all__ = ["ADAPTERS", "Extracted", "Request", "register", "response_adapter", "is_llm_response", "extract_response",
-           "normalize_usage", "extract_request", "request_from_object", "prompt_from_kwargs", "get"]
+           "normalize_usage", "extract_request", "request_from_object", "request_from_kwargs", "get"]
