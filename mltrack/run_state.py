@@ -89,8 +89,11 @@ class RunHandle:
         self._unsettled.append(item)
 
     def settle(self) -> None:
-        """Price the deferred calls, oldest first: run by the writer, or by whoever needs the totals sooner."""
-        if not self._unsettled:
+        """Price the deferred calls, oldest first: run by the writer, or by whoever needs the totals sooner.
+
+        Returns once every call deferred before it was called is in the totals, also one that another thread
+        has taken out of the queue and is pricing (it holds the lock until that call is added)."""
+        if not self._unsettled and not self._settle_lock.locked():
             return
         with self._settle_lock:
             unsettled = self._unsettled

@@ -201,3 +201,31 @@ def test_a_response_returned_through_a_nested_run_of_a_track_function_is_logged_
     assert store.history(inner.info.run_id, "llm.calls") == [(0, 1)]
     assert inner.data.metrics["llm.tokens.total"] == 44
     assert "llm.calls" not in outer_run.data.metrics  # the returned response was not logged a second time
+
+
+def test_totals_wait_for_a_call_another_thread_is_pricing():
+    from mltrack.record import Usage
+    from mltrack.run_state import RunHandle
+
+    handle = RunHandle("r")
+    started, release = threading.Event(), threading.Event()
+
+    class SlowCall:  # a deferred call whose pricing takes a while (as on a busy writer thread)
+        def resolve(self):
+            started.set()
+            release.wait(10)
+            handle.add(Usage(7, 3, 10), None, "m", "p", False)
+
+    handle.defer(SlowCall())
+    pricer = threading.Thread(target=handle.settle)
+    pricer.start()
+    assert started.wait(10)  # the call left the queue and is being priced
+    seen: list[dict] = []
+    reader = threading.Thread(target=lambda: seen.append(handle.totals()))
+    reader.start()
+    reader.join(0.2)
+    assert reader.is_alive() and seen == []  # not a total without the call being priced
+    release.set()
+    reader.join(10)
+    pricer.join(10)
+    assert seen == [{"calls": 1, "prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "cost": 0.0}]
