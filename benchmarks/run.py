@@ -189,36 +189,22 @@ def section_latency(r: Runner, cfg: dict, template: Path, url: str) -> tuple[dic
                                  ["--variant", variant, "--calls", str(calls), *common], timeout=900)
     checks: list[dict] = []
     m = results.get("mltrack")
+    print("  verdicts, per entry point:")
+    for key, name, direct in (("mltrack", "log_prompt_response()", "direct cost on the caller's thread"),
+                              ("instrument", "instrument('openai')", "direct cost around the SDK method"),
+                              ("decorator", "track_llm_call()", "direct cost around the call")):
+        res = results.get(key)
+        if not res or res.get("skipped"):
+            continue
+        for q, target in (("p50", TARGET_ADDED_P50_US), ("p99", TARGET_ADDED_P99_US)):
+            checks.append(check(f"{name}: {direct}, {q}", res["direct"][q], target))
+        for q, target in (("p50", TARGET_ADDED_P50_US), ("p99", TARGET_ADDED_P99_US)):
+            checks.append(check(f"{name}: end-to-end added, {q}", res["diff"][q], target, noise=res["noise"][q]))
     if m:
-        print("  verdicts (mltrack, track_llm_context + log_prompt_response):")
-        checks.append(check("log_prompt_response(): direct cost on the caller's thread, p50", m["direct"]["p50"], TARGET_ADDED_P50_US))
-        checks.append(check("log_prompt_response(): direct cost on the caller's thread, p99", m["direct"]["p99"], TARGET_ADDED_P99_US))
-        checks.append(check("log_prompt_response(): end-to-end added (tracked - bare), p50", m["diff"]["p50"], TARGET_ADDED_P50_US,
-                            noise=m["noise"]["p50"]))
-        checks.append(check("log_prompt_response(): end-to-end added (tracked - bare), p99", m["diff"]["p99"], TARGET_ADDED_P99_US,
-                            noise=m["noise"]["p99"]))
-        print(f"  info: back-to-back (writer saturated) direct cost p50 {C.fmt_us(m['direct_saturated']['p50'])}, "
-              f"p99 {C.fmt_us(m['direct_saturated']['p99'])}; a fixed piece of Python work runs "
-              f"{m['control']['p50'] / m['control_hot']['p50']:.1f}x slower right after an HTTP call than "
-              f"back-to-back (control rows)")
-    inst = results.get("instrument")
-    if inst and not inst.get("skipped"):
-        checks.append(check("instrument('openai'): direct cost around the SDK method, p50", inst["direct"]["p50"],
-                            TARGET_ADDED_P50_US))
-        checks.append(check("instrument('openai'): direct cost around the SDK method, p99", inst["direct"]["p99"],
-                            TARGET_ADDED_P99_US))
-        checks.append(check("instrument('openai'): end-to-end added p50", inst["diff"]["p50"], TARGET_ADDED_P50_US,
-                            noise=inst["noise"]["p50"]))
-        checks.append(check("instrument('openai'): end-to-end added p99", inst["diff"]["p99"], TARGET_ADDED_P99_US,
-                            noise=inst["noise"]["p99"]))
-    dec = results.get("decorator")
-    if dec:
-        checks.append(check("track_llm_call(): direct cost around the call, p50", dec["direct"]["p50"],
-                            TARGET_ADDED_P50_US))
-        checks.append(check("track_llm_call(): direct cost around the call, p99", dec["direct"]["p99"],
-                            TARGET_ADDED_P99_US))
-        checks.append(check("track_llm_call(): end-to-end added p50", dec["diff"]["p50"], TARGET_ADDED_P50_US,
-                            noise=dec["noise"]["p50"]))
+        print(f"  info: back-to-back (writer saturated) log_prompt_response p50 "
+              f"{C.fmt_us(m['direct_saturated']['p50'])}, p99 {C.fmt_us(m['direct_saturated']['p99'])}; a fixed "
+              f"piece of Python work runs {m['control']['p50'] / m['control_hot']['p50']:.1f}x slower right after "
+              f"an HTTP call than back-to-back (control rows)")
     a = results.get("autolog")
     if a and m:
         print(f"  comparison: mlflow.openai.autolog() adds p50 {C.fmt_us(a['diff']['p50'])} / p99 "
