@@ -79,6 +79,9 @@ KEYS: tuple[Key, ...] = (
         "oldest go to the on-disk journal.", extension=True),
     Key("writer_flush_interval", Number(minimum=0, exclusive=True), 1.0, "MLTRACK_WRITER_FLUSH_INTERVAL",
         "Seconds between background writes to MLflow.", extension=True),
+    Key("writer_process", Bool(), True, "MLTRACK_WRITER_PROCESS",
+        "Write to MLflow from a helper process, so MLflow's own Python work never holds your process's GIL; "
+        "false: from a thread of this process.", extension=True),
     Key("journal_dir", Str(path=True), None, "MLTRACK_JOURNAL_DIR",
         "Folder for records the store could not take (~ is expanded); null: a folder in the user cache dir.",
         example="~/.cache/mltrack/journal", extension=True),

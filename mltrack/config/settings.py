@@ -30,6 +30,7 @@ class Settings:
     standalone_runs: bool
     writer_queue_size: int
     writer_flush_interval: float
+    writer_process: bool
     journal_dir: str | None
     enabled: bool = True
     source: str | None = None

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Any
 
+from mltrack.writer import worker
 from mltrack.writer.mlflow_writer import MlflowWriter
 
 EXIT_TIMEOUT_S = 30.0
@@ -43,7 +44,7 @@ def get_writer() -> MlflowWriter:
                 _writer = MlflowWriter(max_queue=settings.writer_queue_size,
                                        flush_interval=settings.writer_flush_interval,
                                        journal_dir=_journal_dir_override or settings.journal_dir,
-                                       on_start=_writer_started)
+                                       on_start=_writer_started, use_process=settings.writer_process)
                 _register_exit()
             writer = _writer
     return writer
@@ -92,6 +93,7 @@ def _at_exit() -> None:
     writer = _writer
     if writer is not None:
         writer.close(EXIT_TIMEOUT_S, end_status="FINISHED")
+    worker.stop()
 
 
 def _writer_started() -> None:
@@ -135,6 +137,8 @@ def _on_sigterm(signum: int, frame: Any) -> Any:
                 # Dying by the default action: end the runs we opened as KILLED. An application handler decides
                 # itself whether the process ends (if it exits normally, atexit ends open runs as FINISHED).
                 writer.close(SIGTERM_TIMEOUT_S, end_status=None if callable(previous) else "KILLED")
+            if not callable(previous):
+                worker.stop(1.0)
         except BaseException:  # noqa: BLE001 - nothing may stop the signal's normal course
             pass
         finally:

@@ -17,6 +17,7 @@ that came after it, and the sender retries with backoff. Writing a record twice 
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 import warnings
@@ -29,7 +30,8 @@ from mltrack.writer.journal import Journal, Owner, Segment
 from mltrack.writer.ops import Barrier, EndRun, StartRun
 from mltrack.writer.sink import Outage, Sink, Skip
 from mltrack.writer._quiet import logger, warn_once
-from mltrack.writer.spans import flush_exports
+from mltrack.writer import worker
+from mltrack.writer.worker import Link, RemoteSink, WorkerGone
 from mltrack.writer.spilling import Spilling
 
 
@@ -69,7 +71,7 @@ class _Lane:
         self.segments: deque[Segment] = deque()  # not fully written yet, oldest first
         self.tail: Segment | None = None  # this process's segment being appended
         self.markers: deque[tuple[Segment | None, int, Barrier]] = deque()  # flush barriers inside the journal
-        self.sink: Sink | None = None
+        self.sink: Sink | RemoteSink | None = None
         self.urgent = False  # a flush is waiting: write now, whatever the interval
         self.last_write = 0.0
         self.owner = owner  # set for lanes replaying the journal of a dead process
@@ -79,7 +81,7 @@ class MlflowWriter(Spilling):
     """Owns the lanes, the journal and the threads; the caller's thread only calls :meth:`submit`."""
 
     def __init__(self, max_queue: int = 10000, flush_interval: float = 1.0, journal_dir: Any = None, *,
-                 on_start: Callable[[], None] | None = None) -> None:
+                 on_start: Callable[[], None] | None = None, use_process: bool = True) -> None:
         self._soft = max(0, int(max_queue))
         self._batch = max(100, min(BATCH_OPS, self._soft // 5))  # a batch taken from memory is memory too
         # The bound, batch in flight included: a caller at it waits while the spiller makes room.
@@ -89,10 +91,11 @@ class MlflowWriter(Spilling):
         self._interval = float(flush_interval) if flush_interval and flush_interval > 0 else 1.0
         self._journal = Journal(journal_dir)
         self._on_start = on_start
+        self._use_process = use_process  # MLflow's work in the writer process (see mltrack.writer.worker)
         self._lanes: dict[str | None, _Lane] = {}
         self._replays: list[_Lane] = []
-        self._sinks: dict[str, Sink] = {}
-        self._replay_sinks: dict[str, Sink] = {}  # adopted journals: own connections, own outage state, own thread
+        self._sinks: dict[str, Sink | RemoteSink] = {}
+        self._replay_sinks: dict[str, Sink | RemoteSink] = {}  # adopted journals: own connections, own outage state, own thread
         self._lock = threading.Lock()  # lane modes, batches in flight, journal appends and markers
         self._lanes_lock = threading.Lock()
         self._sinks_lock = threading.Lock()
@@ -222,7 +225,7 @@ class MlflowWriter(Spilling):
         if ok and traced:
             for sink in traced:
                 sink.spans_written = False
-            ok = flush_exports(remaining())
+            ok = all([sink.flush_traces(remaining()) for sink in traced])
         if self._errors and _safety.strict():
             errors, self._errors = self._errors, []
             raise errors[0]
@@ -333,6 +336,9 @@ class MlflowWriter(Spilling):
             if lane.owner is not None:
                 lane.owner.close_fd()
         self._journal.close(remove_if_empty=False)
+        for sink in list(self._sinks.values()) + list(self._replay_sinks.values()):
+            if isinstance(sink, RemoteSink):
+                sink.close()
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's file locks (its threads did not survive the fork)."""
@@ -345,24 +351,40 @@ class MlflowWriter(Spilling):
     def _all_lanes(self) -> list[_Lane]:
         return list(self._lanes.values()) + list(self._replays)
 
-    def _sink_of(self, lane: _Lane) -> Sink:
+    def _sink_of(self, lane: _Lane) -> Sink | RemoteSink:
         sink = lane.sink
         if sink is None:
             sink = lane.sink = self._sink_for(lane.uri)
         return sink
 
-    def _sink_for(self, uri: str | None, replay: bool = False) -> Sink:
+    def _sink_for(self, uri: str | None, replay: bool = False) -> Sink | RemoteSink:
+        link = self._process_link()
         if uri is None:
-            import mlflow
-
-            uri = mlflow.get_tracking_uri()
+            uri = _default_uri(link)
         sinks = self._replay_sinks if replay else self._sinks
         with self._sinks_lock:
             sink = sinks.get(uri)
             if sink is None:
-                sink = sinks[uri] = Sink(uri, sleep=self._stop.wait, on_run_id=self._run_id_known,
-                                         on_skip=self._skipped)
+                if link is not None:
+                    sink = RemoteSink(link, uri, on_run_id=self._run_id_known, on_skip=self._skipped)
+                else:
+                    sink = Sink(uri, sleep=self._stop.wait, on_run_id=self._run_id_known, on_skip=self._skipped)
+                sinks[uri] = sink
             return sink
+
+    def _process_link(self) -> Link | None:
+        """The writer process to write through, or None to write from a thread here (off, or it cannot start)."""
+        if not self._use_process:
+            return None
+        link = worker.link()
+        try:
+            link.ensure()
+        except WorkerGone as exc:
+            self._use_process = False
+            warn_once("writer-process", f"mltrack: {exc}; writing to MLflow from a thread of this process instead "
+                                        "(MLflow's work then shares the GIL with your code).")
+            return None
+        return link
 
     def _run_id_known(self, key: str, run_id: str | None) -> None:
         handle = self._pending_handles.pop(key, None)
@@ -669,3 +691,16 @@ class MlflowWriter(Spilling):
         return (busy is not None and busy[0].sink is not None
                 and now - max(busy[1], busy[0].sink.last_progress) > STUCK_AFTER_S)
 
+
+def _default_uri(link: Link | None) -> str:
+    """MLflow's tracking URI when mltrack's config names none: this process's (the application may have set it)
+    when mlflow is loaded here, else what the writer process reads from the environment."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None and link is not None:
+        try:
+            return link.default_uri()
+        except WorkerGone:
+            pass
+    import mlflow
+
+    return mlflow.get_tracking_uri()

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from mltrack._safety import warn_once
 from mltrack.writer.payload import dump_line
 from mltrack.writer.records import END, LOG, RUN_KEY_TAG, START, TAGS
-from mltrack.writer.spans import TraceBook, point_exporter_at
+from mltrack.writer.spans import TraceBook, flush_exports, point_exporter_at
 
 _MAX_METRICS_PER_BATCH = 1000
 _MAX_TAGS_PER_BATCH = 100
@@ -350,6 +350,10 @@ class Sink:
             self._call("logging the calls artifact", client.log_text, run_id, text, f"llm/calls-{first:06d}.jsonl")
         if buf.traced:
             self._write_spans(client, buf.key, run_id, buf.traced)
+
+    def flush_traces(self, timeout: float | None) -> bool:
+        """Wait for MLflow's background export of the spans written (see :func:`flush_exports`)."""
+        return flush_exports(timeout)
 
     def _traces_here(self) -> bool:
         """MLflow exports traces to its own tracking URI: write them only when that is this store."""
