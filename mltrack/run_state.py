@@ -8,7 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from mltrack.record import CostBreakdown, Usage
 
@@ -88,7 +88,7 @@ class RunHandle:
         """Queue a call to be priced later; ``item.resolve()`` prices it and adds it here (see :meth:`settle`)."""
         self._unsettled.append(item)
 
-    def settle(self) -> None:
+    def settle(self, pace: Callable[[], None] | None = None) -> None:
         """Price the deferred calls, oldest first: run by the writer, or by whoever needs the totals sooner.
 
         Returns once every call deferred before it was called is in the totals, also one that another thread
@@ -99,6 +99,8 @@ class RunHandle:
             unsettled = self._unsettled
             while unsettled:
                 unsettled.popleft().resolve()
+                if pace is not None:
+                    pace()
 
     def add(self, usage: Usage, cost: CostBreakdown | None, model: str | None, provider: str | None,
             failed: bool) -> Snapshot:

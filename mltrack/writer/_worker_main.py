@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import queue
 import sys
 import threading
@@ -83,7 +84,8 @@ class _Worker:
     @staticmethod
     def _run(sink: Sink, method: str, args: tuple) -> Any:
         if method == "write":
-            batch, replay, env, traces_uri = args
+            slices, replay, env, traces_uri = args
+            batch = [record for piece in slices for record in pickle.loads(piece)]
             if env is not None:
                 os.environ.clear()
                 os.environ.update(env)

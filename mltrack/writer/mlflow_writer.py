@@ -25,9 +25,9 @@ from collections import deque
 from typing import Any, Callable
 
 from mltrack import _safety
-from mltrack.writer import records
+from mltrack.writer import _pace, records
 from mltrack.writer.journal import Journal, Owner, Segment
-from mltrack.writer.ops import Barrier, EndRun, StartRun
+from mltrack.writer.ops import Barrier, EndRun, LogCall, StartRun
 from mltrack.writer.sink import Outage, Sink, Skip
 from mltrack.writer._quiet import logger, warn_once
 from mltrack.writer import worker
@@ -417,6 +417,21 @@ class MlflowWriter(Spilling):
                 self._open.pop(key, None)
         return record
 
+    def _encode_all(self, batch: list[Any]) -> list[dict[str, Any]]:
+        """The records of a batch, pricing deferred calls first; paced (see :mod:`mltrack.writer._pace`)."""
+        _pace.restart()
+        out: list[dict[str, Any]] = []
+        for op in batch:
+            if isinstance(op, Barrier):
+                continue
+            if isinstance(op, LogCall) and op.processed is None:
+                op.handle.settle(_pace.pace)
+            record = self._encode(op)
+            if record is not None:
+                out.append(record)
+            _pace.pace()
+        return out
+
     def _release_waiters(self) -> None:
         """The store is down: whoever waits for a run id gets None now (the id is set when the run is made)."""
         for handle in list(self._pending_handles.values()):
@@ -504,7 +519,7 @@ class MlflowWriter(Spilling):
             lane.next_seq += 1
             lane.urgent = lane.urgent and bool(mem)
         barriers = [op for op in batch if isinstance(op, Barrier)]
-        batch_records = [r for r in (self._encode(op) for op in batch if not isinstance(op, Barrier)) if r is not None]
+        batch_records = self._encode_all(batch)
         try:
             self._write(lane, sink, batch_records, replay=False)
         except Outage as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -21,11 +22,13 @@ import time
 from typing import Any
 
 from mltrack.writer import _frames
+from mltrack.writer._pace import pace
 from mltrack.writer.sink import Outage, Skip
 
 HELLO_TIMEOUT_S = 20.0  # a writer process that has not said hello by then is not coming
 STOP_TIMEOUT_S = 5.0  # at exit: how long the writer process may take to flush MLflow's trace export
 _MAX_REMEMBERED = 100_000
+PICKLE_SLICE = 50  # records pickled at a time
 
 _BOOT = ("import sys; sys.path[:0] = {path!r}; "
          "from mltrack.writer._worker_main import main; main({rfd}, {wfd}, {parent})")
@@ -328,7 +331,7 @@ class RemoteSink:
         """:meth:`Sink.write`, in the writer process. Raises :class:`Outage`."""
         mlflow = sys.modules.get("mlflow")
         traces_uri = mlflow.get_tracking_uri() if mlflow is not None else None
-        ids = self._call("write", (batch, replay, self._link.env_change(), traces_uri))
+        ids = self._call("write", (_pickled(batch), replay, self._link.env_change(), traces_uri))
         for key, run_id in ids.items():
             self._learn(key, run_id)
         return ids
@@ -338,6 +341,15 @@ class RemoteSink:
 
     def close(self) -> None:
         self._link.unregister(self._sid)
+
+
+def _pickled(batch: list[dict[str, Any]]) -> list[bytes]:
+    """The batch pickled in slices, paced: one pickle of thousands of records would hold the GIL for ms."""
+    out = []
+    for start in range(0, len(batch), PICKLE_SLICE):
+        out.append(pickle.dumps(batch[start:start + PICKLE_SLICE], protocol=pickle.HIGHEST_PROTOCOL))
+        pace()
+    return out
 
 
 _link: Link | None = None
