@@ -133,10 +133,21 @@ MESSAGES = [
 
 
 # ----------------------------------------------------------------------------------------- process facts
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; falls back to ru_maxrss elsewhere)."""
+def writer_process_pid() -> int | None:
+    """The pid of mltrack's writer process, when one runs (mltrack internals; None when they moved)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
+        from mltrack.writer import worker
+
+        process = worker._link._process if worker._link is not None else None
+        return process.pid if process is not None and process.poll() is None else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of this process, or of ``pid`` (Linux /proc; falls back to ru_maxrss elsewhere)."""
+    try:
+        with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024

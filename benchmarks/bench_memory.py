@@ -5,8 +5,10 @@ writer then gets "connection refused", through MLflow's HTTP retries) or a SQLit
 (every write fails at once). N calls are logged with ``tracker.log_prompt_response`` (each with its own prompt
 and response text, as in real use) inside one ``track_llm_context``. Measured from a baseline taken after a
 warm-up: RSS growth (``--mode rss``) or the tracemalloc peak (``--mode tracemalloc``; its own process, since
-tracing inflates RSS). MLflow and the store client are imported before the baseline: the writer imports them
-on first use, a one-time cost that is not memory held per record.
+tracing inflates RSS). This process's memory is what is bounded; MLflow's client lives in mltrack's writer
+process (started in the warm-up, before the baseline), whose RSS is printed apart: it holds one batch at a time.
+MLflow and the store client are also imported here before the baseline (with ``writer_process: false`` the
+writer would import them on first use, a one-time cost that is not memory held per record).
 
 The bound is ``writer_queue_size`` records. What one record holds in memory is measured by ``--calibrate``:
 a dead store, a journal folder that cannot be created and a queue far larger than the calls, so that every
@@ -94,6 +96,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if tracing:
                 tracemalloc.start()
             base_rss = C.rss_bytes()
+            writer_pid = C.writer_process_pid()
+            writer_base = writer_peak = C.rss_bytes(writer_pid) if writer_pid else 0
             base_traced = tracemalloc.get_traced_memory()[0] if tracing else 0
             peak_rss = base_rss
             t0 = time.perf_counter()
@@ -102,6 +106,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 if (i + 1) % every == 0 or i + 1 == args.calls:
                     rss = C.rss_bytes()
                     peak_rss = max(peak_rss, rss)
+                    if writer_pid:
+                        writer_peak = max(writer_peak, C.rss_bytes(writer_pid))
                     traced = tracemalloc.get_traced_memory() if tracing else (0, 0)
                     samples.append({"calls": i + 1, "t": round(time.perf_counter() - t0, 3), "rss": rss - base_rss,
                                     "traced": traced[0] - base_traced, "traced_peak": traced[1] - base_traced,
@@ -121,6 +127,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "uri": args.uri, "mode": args.mode, "calls": args.calls,
         "queue_size": int(mltrack.get_config()["writer_queue_size"]), "peak_growth_bytes": peak,
         "final_growth_bytes": samples[-1][key], "late_growth_bytes": samples[-1][key] - half[key],
+        "writer_process_rss_bytes": writer_base if writer_pid else None,
+        "writer_process_growth_bytes": (writer_peak - writer_base) if writer_pid else None,
         "loop_s": loop_s, "settle_s": settle_s, "flushed": flushed, "flush_s": flush_s,
         "pending_end": C.writer_pending(), "dropped": C.writer_dropped(),
         "warnings": sorted({str(w.message)[:200] for w in seen}), "samples": samples,
@@ -182,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {what} growth, peak: {peak / C.MIB:.1f} MiB{worth}; over the last half of the calls: "
               f"{late / C.MIB:+.1f} MiB; at the end {result['pending_end']} not written, {result['dropped']} dropped; "
               f"flush(timeout=1) -> {result['flushed']} in {result['flush_s']:.1f} s   {C.verdict(ok)}")
+        if result.get("writer_process_rss_bytes"):
+            print(f"    mltrack's writer process (not in the figure above): RSS {result['writer_process_rss_bytes'] / C.MIB:.1f}"
+                  f" MiB at the start, peak growth {result['writer_process_growth_bytes'] / C.MIB:+.1f} MiB "
+                  "(it holds one batch at a time)")
         for message in result["warnings"][:3]:
             print(f"    warning seen: {message}")
     C.write_result(args.result, result)

@@ -19,9 +19,29 @@ def get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
     fields = getattr(obj, "__dict__", None)
-    if fields is not None and name in fields:
-        return fields[name]
+    if fields is not None:
+        if name in fields:
+            return fields[name]
+        cls = type(obj)
+        if getattr(cls, "__pydantic_fields__", None) is not None:  # a missing name: pydantic's miss path is slow
+            extra = obj.__pydantic_extra__
+            if extra and name in extra:
+                return extra[name]
+            if not _class_has(cls, name):
+                return default
     return getattr(obj, name, default)
+
+
+_CLASS_HAS: dict[tuple[type, str], bool] = {}
+
+
+def _class_has(cls: type, name: str) -> bool:
+    """Does the class define ``name`` (a property, a method)? Cached: the SDKs have a few dozen model classes."""
+    key = (cls, name)
+    found = _CLASS_HAS.get(key)
+    if found is None:
+        found = _CLASS_HAS[key] = any(name in klass.__dict__ for klass in cls.__mro__)
+    return found
 
 
 def as_int(value: Any) -> int | None:

@@ -109,6 +109,7 @@ class MlflowWriter(Spilling):
         self._threads: list[threading.Thread] = []
         self._started = False
         self._idle = False
+        self._closed = False  # close() ran (at exit): a write cut short from now on is no outage to warn about
         self._busy: tuple[_Lane, float] | None = None
         self._pending_handles: dict[str, Any] = {}  # run key -> handle still waiting for its run id
         self._open: dict[str, Any] = {}  # run key -> handle of runs started and not ended
@@ -319,6 +320,7 @@ class MlflowWriter(Spilling):
             self._sync_journal(force=True)
             if ok and not any(lane.segments for lane in self._all_lanes()):
                 self._journal.close(remove_if_empty=True)
+            self._closed = True
         return ok
 
     def shutdown(self, timeout: float = 2.0) -> None:
@@ -425,7 +427,10 @@ class MlflowWriter(Spilling):
             if isinstance(op, Barrier):
                 continue
             if isinstance(op, LogCall) and op.processed is None:
-                op.handle.settle(_pace.pace)
+                try:
+                    op.handle.settle(_pace.pace)
+                except Exception as exc:  # noqa: BLE001 - strict mode re-raises a call's failure: report it at flush
+                    self._fail("preparing a record", exc)
             record = self._encode(op)
             if record is not None:
                 out.append(record)
@@ -663,6 +668,8 @@ class MlflowWriter(Spilling):
         if not sink.down:
             sink.down = True
             sink.down_since = time.time()
+            if self._closed:
+                return  # the process is leaving and its writer process was stopped: what waits is in the journal
             message = (f"mltrack: cannot write to MLflow at {sink.uri} ({exc}); {self.pending()} records are kept "
                        f"(journal: {self._journal.directory}) and written when it is back. Your code is unaffected.")
             logger.warning(message)
