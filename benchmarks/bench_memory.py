@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.get("writer_process_rss_bytes"):
             print(f"    mltrack's writer process (not in the figure above): RSS {result['writer_process_rss_bytes'] / C.MIB:.1f}"
                   f" MiB at the start, peak growth {result['writer_process_growth_bytes'] / C.MIB:+.1f} MiB "
-                  "(it holds one batch at a time)")
+                  "(MLflow's client and its caches; the records held are in the figure above)")
         for message in result["warnings"][:3]:
             print(f"    warning seen: {message}")
     C.write_result(args.result, result)
