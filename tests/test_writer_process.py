@@ -88,10 +88,11 @@ def test_with_writer_process_off_a_thread_here_writes(store):
     assert _calls_history(store, run.info.run_id) == list(range(12))
 
 
-def test_a_writer_process_that_cannot_start_falls_back_to_a_thread_with_one_warning(store, monkeypatch):
+@pytest.mark.parametrize("executable", ["/nonexistent/python", "/usr/bin/uwsgi", ""])
+def test_a_writer_process_that_cannot_start_falls_back_to_a_thread_with_one_warning(store, monkeypatch, executable):
     monkeypatch.delenv("MLTRACK_STRICT", raising=False)
     monkeypatch.setattr(worker, "_link", None)  # a link of its own, never started
-    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(sys, "executable", executable)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with mltrack.track_llm_context("fallback", model="gpt-4o-mini") as tracker:

@@ -74,6 +74,9 @@ class Link:
 
     def _start_locked(self) -> None:
         self._close_locked()
+        name = os.path.basename(sys.executable or "").lower()
+        if "python" not in name and "pypy" not in name:  # embedded (uWSGI...): not an interpreter to run -c with
+            raise WorkerGone(f"cannot start the writer process: sys.executable is {sys.executable!r}, not Python")
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
         code = _BOOT.format(path=[p for p in sys.path if isinstance(p, str)], rfd=to_child, wfd=from_child,
