@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -125,3 +126,18 @@ def test_environment_set_after_start_reaches_the_writer_process(store, monkeypat
     assert link.env_change() is None  # sent once, not with every batch
     monkeypatch.setenv(secret_env, "token-changed")
     assert link.env_change()[secret_env] == "token-changed"
+
+
+def test_the_writer_process_adopts_the_environment_key_by_key(monkeypatch):
+    from mltrack.writer._worker_main import _adopt_environment
+
+    monkeypatch.setenv("MLTRACK_T_KEEP", "same")
+    monkeypatch.setenv("MLTRACK_T_GONE", "x")
+    monkeypatch.setenv("MLTRACK_T_CHANGED", "old")
+    env = {k: v for k, v in os.environ.items() if k != "MLTRACK_T_GONE"}
+    env.update(MLTRACK_T_CHANGED="new", MLTRACK_T_ADDED="1")
+    _adopt_environment(env)
+    assert os.environ.get("MLTRACK_T_GONE") is None and os.environ["MLTRACK_T_CHANGED"] == "new"
+    assert os.environ["MLTRACK_T_ADDED"] == "1" and os.environ["MLTRACK_T_KEEP"] == "same"
+    assert dict(os.environ) == env
+    monkeypatch.delenv("MLTRACK_T_ADDED")

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 from mltrack.writer import _frames
 from mltrack.writer.sink import Outage, Sink, Skip
@@ -24,12 +24,27 @@ from mltrack.writer.sink import Outage, Sink, Skip
 PROGRESS_EVERY_S = 0.5  # how often a long write tells the parent it is still moving (its hang detection)
 
 
+class _ReportingSink(Sink):
+    """A sink that tells the parent, at most every ``PROGRESS_EVERY_S``, that its MLflow calls still complete."""
+
+    def __init__(self, uri: str, on_progress: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self._on_progress = on_progress
+        self._told = 0.0
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        result = super()._call(what, fn, *args, **kwargs)
+        if self.last_progress - self._told >= PROGRESS_EVERY_S:
+            self._told = self.last_progress
+            self._on_progress()
+        return result
+
+
 class _Worker:
     def __init__(self, out_fd: int) -> None:
         self._out = out_fd
         self._send_lock = threading.Lock()
-        self._sinks: dict[int, tuple[Sink, queue.SimpleQueue]] = {}
-        self._skips: dict[int, list[Skip]] = {}
+        self._sinks: dict[int, queue.SimpleQueue] = {}
 
     def send(self, message: Any) -> None:
         try:
@@ -40,28 +55,15 @@ class _Worker:
 
     # sinks ----------------------------------------------------------------------------------------------
     def open(self, sid: int, uri: str) -> None:
-        worker = self
-
-        class _ReportingSink(Sink):
-            _told = 0.0
-
-            def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-                result = super()._call(what, fn, *args, **kwargs)
-                if self.last_progress - self._told >= PROGRESS_EVERY_S:
-                    self._told = self.last_progress
-                    worker.send(("progress", sid))
-                return result
-
         skips: list[Skip] = []
-        sink = _ReportingSink(uri, on_run_id=lambda key, run_id: self.send(("run_id", sid, key, run_id)),
-                              on_skip=skips.append)
+        sink = _ReportingSink(uri, lambda: self.send(("progress", sid)), on_skip=skips.append,
+                              on_run_id=lambda key, run_id: self.send(("run_id", sid, key, run_id)))
         inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._sinks[sid] = (sink, inbox)
-        self._skips[sid] = skips
-        threading.Thread(target=self._serve, args=(sid, sink, inbox, skips), name=f"mltrack-sink-{sid}",
+        self._sinks[sid] = inbox
+        threading.Thread(target=self._serve, args=(sink, inbox, skips), name=f"mltrack-sink-{sid}",
                          daemon=True).start()
 
-    def _serve(self, sid: int, sink: Sink, inbox: queue.SimpleQueue, skips: list[Skip]) -> None:
+    def _serve(self, sink: Sink, inbox: queue.SimpleQueue, skips: list[Skip]) -> None:
         while True:
             request = inbox.get()
             if request is None:
@@ -87,8 +89,7 @@ class _Worker:
             slices, replay, env, traces_uri = args
             batch = [record for piece in slices for record in pickle.loads(piece)]
             if env is not None:
-                os.environ.clear()
-                os.environ.update(env)
+                _adopt_environment(env)
             if traces_uri is not None:
                 _follow_tracking_uri(traces_uri)
             return sink.write(batch, replay)
@@ -105,18 +106,17 @@ class _Worker:
         kind = message[0]
         if kind == "call":
             _, rid, sid, method, args = message
-            entry = self._sinks.get(sid)
-            if entry is None:
+            inbox = self._sinks.get(sid)
+            if inbox is None:
                 self.send(("error", rid, _frames.exception_blob(KeyError(f"no sink {sid}")), {}))
             else:
-                entry[1].put((rid, method, args))
+                inbox.put((rid, method, args))
         elif kind == "open":
             self.open(message[1], message[2])
         elif kind == "drop":
-            entry = self._sinks.pop(message[1], None)
-            self._skips.pop(message[1], None)
-            if entry is not None:
-                entry[1].put(None)
+            inbox = self._sinks.pop(message[1], None)
+            if inbox is not None:
+                inbox.put(None)
         elif kind == "exports":
             _, rid, timeout = message
             threading.Thread(target=self._exports, args=(rid, timeout), daemon=True).start()
@@ -147,6 +147,15 @@ class _Worker:
             self.send(("ok", rid, mlflow.get_tracking_uri(), {}))
         except Exception as exc:  # noqa: BLE001
             self.send(("error", rid, _frames.exception_blob(exc), {}))
+
+
+def _adopt_environment(env: dict[str, str]) -> None:
+    """The parent's environment, changed key by key: another sink's thread may be reading credentials from it."""
+    for key in [key for key in os.environ if key not in env]:
+        os.environ.pop(key, None)
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _follow_tracking_uri(uri: str) -> None:

@@ -3,7 +3,8 @@
 One *lane* per tracking URI keeps that store's operations in order. Two threads serve all lanes:
 
 * the **sender** turns operations into records (:mod:`mltrack.writer.records`) and writes them to MLflow in
-  batches, by size (``WAKE_AT`` waiting) and by time (``writer_flush_interval``), coalesced per run;
+  batches, by size (``WAKE_AT`` waiting) and by time (``writer_flush_interval``), coalesced per run, through
+  the writer process (:mod:`mltrack.writer.worker`) or, without one, a :class:`Sink` in this process;
 * the **spiller** moves what waits in memory to the on-disk journal (:mod:`mltrack.writer.journal`) when there
   is more than half of ``writer_queue_size`` of it (a caller at the full size waits for room), when the store is down, or when a write has been hanging for
   ``STUCK_AFTER_S``. From then on the lane goes through the journal (so order is kept) until the sender has

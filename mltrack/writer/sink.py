@@ -71,22 +71,12 @@ class _RunBuffer:
         self.traced: list[dict[str, Any]] = []  # the calls that also become trace spans
 
 
-class Sink:
-    """One MLflow store (tracking URI): its client, the runs it knows, and whether it is reachable."""
+class StoreState:
+    """What the writer keeps per store wherever its MLflow client lives: the runs it knows, whether it is up."""
 
-    def __init__(self, uri: str, *, sleep: Callable[[float], Any] = time.sleep,
-                 on_run_id: Callable[[str, str | None], None] | None = None,
-                 on_skip: Callable[[Skip], None] | None = None) -> None:
+    def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._sleep = sleep
-        self._on_run_id = on_run_id or (lambda key, run_id: None)
-        self._on_skip = on_skip or (lambda skip: None)
-        self._client: Any = None
-        self._experiments: dict[str, str] = {}
         self._run_ids: OrderedDict[str, str] = OrderedDict()
-        self._run_experiments: OrderedDict[str, str] = OrderedDict()
-        self._missing: set[str] = set()  # keys whose start could not be written (their records are skipped)
-        self._traces = TraceBook()
         self.spans_written = False  # since the last flush: mltrack.flush() then waits for MLflow's trace export
         # Outage state, read and written by the sender thread (flush only moves next_try earlier).
         self.down = False
@@ -97,7 +87,6 @@ class Sink:
         self.last_progress = 0.0  # when an MLflow call last completed (a write in progress is not hanging)
         self.last_error = ""
 
-    # identity -----------------------------------------------------------------------------------------
     def remember(self, key: str, run_id: str) -> None:
         self._run_ids[key] = run_id
         self._run_ids.move_to_end(key)
@@ -110,6 +99,23 @@ class Sink:
 
     def known(self, key: str) -> str | None:
         return self._run_ids.get(key)
+
+
+class Sink(StoreState):
+    """One MLflow store (tracking URI): its client, the runs it knows, and whether it is reachable."""
+
+    def __init__(self, uri: str, *, sleep: Callable[[float], Any] = time.sleep,
+                 on_run_id: Callable[[str, str | None], None] | None = None,
+                 on_skip: Callable[[Skip], None] | None = None) -> None:
+        super().__init__(uri)
+        self._sleep = sleep
+        self._on_run_id = on_run_id or (lambda key, run_id: None)
+        self._on_skip = on_skip or (lambda skip: None)
+        self._client: Any = None
+        self._experiments: dict[str, str] = {}
+        self._run_experiments: OrderedDict[str, str] = OrderedDict()
+        self._missing: set[str] = set()  # keys whose start could not be written (their records are skipped)
+        self._traces = TraceBook()
 
     # the MLflow calls -----------------------------------------------------------------------------------
     def client(self) -> Any:
@@ -414,4 +420,4 @@ def _safe_text(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-__all__ = ["Outage", "Sink", "Skip", "is_permanent"]
+__all__ = ["Outage", "Sink", "Skip", "StoreState", "is_permanent"]

@@ -23,11 +23,10 @@ from typing import Any
 
 from mltrack.writer import _frames
 from mltrack.writer._pace import pace
-from mltrack.writer.sink import Outage, Skip
+from mltrack.writer.sink import Outage, Skip, StoreState
 
 HELLO_TIMEOUT_S = 20.0  # a writer process that has not said hello by then is not coming
 STOP_TIMEOUT_S = 5.0  # at exit: how long the writer process may take to flush MLflow's trace export
-_MAX_REMEMBERED = 100_000
 PICKLE_SLICE = 50  # records pickled at a time
 
 _BOOT = ("import sys; sys.path[:0] = {path!r}; "
@@ -123,7 +122,7 @@ class Link:
                     sink = self._sinks.get(message[1])
                     if sink is not None:
                         sink.event(kind, message[2:])
-        except (EOFError, OSError, Exception):  # noqa: BLE001 - any garbage on the pipe means the process is lost
+        except Exception:  # noqa: BLE001 - EOF, a broken pipe or garbage on it: the process is lost
             pass
         finally:
             said.set()
@@ -239,45 +238,23 @@ def _kill(process: subprocess.Popen) -> None:
         pass
 
 
-class RemoteSink:
+class RemoteSink(StoreState):
     """The writer's view of one store whose MLflow client lives in the writer process (see :class:`Sink`)."""
 
     _ids = itertools.count(1)
 
     def __init__(self, link: Link, uri: str, *, on_run_id: Any = None, on_skip: Any = None) -> None:
-        self.uri = uri
+        super().__init__(uri)
         self._link = link
         self._on_run_id = on_run_id or (lambda key, run_id: None)
         self._on_skip = on_skip or (lambda skip: None)
         self._sid = next(RemoteSink._ids)
         self._generation = 0  # the writer process generation this sink is open in
-        self._known: dict[str, str] = {}  # run ids learned, sent again to a restarted writer process
-        self._unsent: dict[str, str] = {}
-        self.spans_written = False
-        self.down = False
-        self.down_since = 0.0
-        self.backoff = 0.0
-        self.next_try = 0.0
-        self.last_attempt = 0.0
-        self.last_progress = 0.0
-        self.last_error = ""
+        self._unsent: dict[str, str] = {}  # run ids learned here (adopted journals) the writer process lacks
 
-    # identity -----------------------------------------------------------------------------------------
     def remember(self, key: str, run_id: str) -> None:
-        self._learn(key, run_id)
+        super().remember(key, run_id)
         self._unsent[key] = run_id
-
-    def remember_all(self, ids: dict[str, str]) -> None:
-        for key, run_id in ids.items():
-            self.remember(key, run_id)
-
-    def known(self, key: str) -> str | None:
-        return self._known.get(key)
-
-    def _learn(self, key: str, run_id: str) -> None:
-        self._known[key] = run_id
-        if len(self._known) > _MAX_REMEMBERED:
-            self._known.pop(next(iter(self._known)))
 
     def event(self, kind: str, args: tuple) -> None:
         """From the link's reader thread: something the writer process says while it works."""
@@ -286,7 +263,7 @@ class RemoteSink:
         elif kind == "run_id":
             key, run_id = args
             if run_id is not None:
-                self._learn(key, run_id)
+                StoreState.remember(self, key, run_id)
             self._on_run_id(key, run_id)
 
     # the MLflow calls, over there ---------------------------------------------------------------------
@@ -296,7 +273,7 @@ class RemoteSink:
             if generation != self._generation:
                 self._link.register(self._sid, self, self.uri)
                 self._generation = generation
-                self._unsent = dict(self._known)
+                self._unsent = dict(self._run_ids)  # a new writer process knows nothing yet
         except WorkerGone as exc:
             raise Outage(exc) from exc
 
@@ -336,7 +313,7 @@ class RemoteSink:
         traces_uri = mlflow.get_tracking_uri() if mlflow is not None else None
         ids = self._call("write", (_pickled(batch), replay, self._link.env_change(), traces_uri))
         for key, run_id in ids.items():
-            self._learn(key, run_id)
+            StoreState.remember(self, key, run_id)
         return ids
 
     def flush_traces(self, timeout: float | None) -> bool:
