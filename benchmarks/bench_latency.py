@@ -3,7 +3,8 @@
 Variants:
   mltrack     bare call vs. the same call + ``tracker.log_prompt_response(prompt, response)`` inside
               ``track_llm_context``, interleaved call by call; the logging call is also timed on its own
-              (its direct cost on the caller's thread), then timed back-to-back with the writer saturated.
+              (its direct cost on the caller's thread); then with the returned record read at once (which
+              prices the call there), and back-to-back with the writer saturated.
   instrument  bare call vs. the call made with ``mltrack.instrument("openai")`` on (skipped if unsupported):
               blocks of calls end to end, then mltrack's own work before and after the SDK method it wraps
               (its direct cost on the caller's thread), call after call.
@@ -157,6 +158,18 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     result["writer_pending_max"] = max(pending or [0])
     result["metric_rows_written"] = C.count_rows(Path(args.db), "metrics")
 
+    # Phase 1b: the caller reads the returned record at once (its cost): the call is priced then, on this thread,
+    # together with any earlier call of the run still waiting for the writer. Reported, not a verdict.
+    read_at_once: list[int] = []
+    with mltrack.track_llm_context("bench-read-record", tags={"benchmark": "latency-read"}) as tracker:
+        for _ in range(args.calls // 2):
+            response = _call(client)
+            t1 = ns()
+            tracker.log_prompt_response(C.MESSAGES, response).total_cost  # noqa: B018 - the read is the point
+            read_at_once.append(ns() - t1)
+    mltrack.flush(300)
+    result["direct_read"] = C.summary_us(read_at_once)
+
     # Phase 2: the logging call back to back, writer saturated (no HTTP between calls); paced so the queue
     # never overflows (a full queue would measure the drop path instead). Real SDK responses, reused.
     queue_size = int(mltrack.get_config().get("writer_queue_size") or 10000)
@@ -190,6 +203,7 @@ def run_mltrack(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     _print_diff("end-to-end difference tracked - bare", result["diff"])
     _print_noise(result["noise"])
     _print_row("direct: log_prompt_response alone", result["direct"])
+    _print_row("direct, reading the record's cost at once", result["direct_read"])
     _print_row("direct, back-to-back (writer saturated)", result["direct_saturated"])
     _print_row("control: fixed pure-Python work after a call", result["control"])
     _print_row("control: same work, back-to-back", result["control_hot"])

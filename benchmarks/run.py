@@ -200,6 +200,9 @@ def section_latency(r: Runner, cfg: dict, template: Path, url: str) -> tuple[dic
             checks.append(check(f"{name}: {direct}, {q}", res["direct"][q], target))
         for q, target in (("p50", TARGET_ADDED_P50_US), ("p99", TARGET_ADDED_P99_US)):
             checks.append(check(f"{name}: end-to-end added, {q}", res["diff"][q], target, noise=res["noise"][q]))
+    if m and "direct_read" in m:
+        print(f"  info: log_prompt_response with its record read at once (the call is priced then, on the caller's "
+              f"thread): p50 {C.fmt_us(m['direct_read']['p50'])}, p99 {C.fmt_us(m['direct_read']['p99'])}")
     if m:
         print(f"  info: back-to-back (writer saturated) log_prompt_response p50 "
               f"{C.fmt_us(m['direct_saturated']['p50'])}, p99 {C.fmt_us(m['direct_saturated']['p99'])}; a fixed "

@@ -153,10 +153,12 @@ def test_default_model_from_config(store):
 def test_unknown_model_logs_tokens_not_cost_and_warns_once(store):
     with mltrack.track_llm_context("unknown") as tracker:
         with pytest.warns(Warning, match="my-secret-model") as record:
-            tracker.log_prompt_response("p", "r", model="my-secret-model", token_usage={"prompt_tokens": 10,
-                                                                                         "completion_tokens": 5})
-            tracker.log_prompt_response("p", "r", model="my-secret-model", token_usage={"prompt_tokens": 1,
-                                                                                         "completion_tokens": 1})
+            first = tracker.log_prompt_response("p", "r", model="my-secret-model", token_usage={"prompt_tokens": 10,
+                                                                                                 "completion_tokens": 5})
+            second = tracker.log_prompt_response("p", "r", model="my-secret-model", token_usage={"prompt_tokens": 1,
+                                                                                                  "completion_tokens": 1})
+            # the calls are priced off this thread; reading a record prices it (and warns) here at the latest
+            assert (first.total_tokens, first.total_cost, second.total_tokens, second.total_cost) == (15, None, 2, None)
         assert sum("my-secret-model" in str(w.message) for w in record) == 1
         assert tracker.totals["cost"] == 0.0
     mltrack.flush(timeout=30)

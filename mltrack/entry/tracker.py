@@ -14,7 +14,7 @@ from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
-from mltrack.entry._log import defer_call, safe_record_call
+from mltrack.entry._log import defer_call, defer_record
 from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
 
@@ -82,11 +82,14 @@ class LLMTracker:
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> LLMCall:
-        """Log one call that already happened; returns its normalized, priced record."""
+        """Log one call that already happened; returns its normalized, priced record.
+
+        The call is priced off the caller's thread: the record comes back at once and its fields are filled in
+        when the writer prices the call, or when you first read one (which prices it then)."""
         raw = RawCall(prompt=prompt, response=response, token_usage=token_usage, model=model, provider=provider,
                       fallback_model=self.model, fallback_provider=self.provider, latency_ms=latency_ms,
                       params=_as_mapping(params, "params"), metadata=_as_mapping(metadata, "metadata"))
-        return safe_record_call(raw, _safety.guarded("resolving the run", self._handle))
+        return defer_record(raw, _safety.guarded("resolving the run", self._handle))
 
     def track_llm_call(
         self,
