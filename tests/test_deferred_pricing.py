@@ -229,3 +229,77 @@ def test_totals_wait_for_a_call_another_thread_is_pricing():
     reader.join(10)
     pricer.join(10)
     assert seen == [{"calls": 1, "prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "cost": 0.0}]
+
+
+# log_prompt_response returns its record before the call is priced -----------------------------------------------
+def test_records_read_from_many_threads_are_exact_and_match_what_was_written(store):
+    """Threads log and read their records at once while the writer prices the same run: each record is the
+    final one (its own tokens and exact cost, a step no other call has), whoever priced it."""
+    records: dict[int, mltrack.LLMCall] = {}
+    lock = threading.Lock()
+
+    def worker(tracker, n):
+        for i in range(150):
+            prompt_tokens = n * 1000 + i + 1
+            call = tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": prompt_tokens,
+                                                                      "completion_tokens": 2})
+            if i % 2:  # half are read at once, half only after the writer had them
+                assert (call.prompt_tokens, call.cost.prompt) == (prompt_tokens, prompt_tokens * MINI_IN / 10**6)
+            with lock:
+                records[prompt_tokens] = call
+
+    with mltrack.track_llm_context("read-at-once", model="gpt-4o-mini") as tracker:
+        threads = [threading.Thread(target=worker, args=(tracker, n)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert mltrack.flush(timeout=60) is True
+    assert sorted(call.step for call in records.values()) == list(range(900))
+    for prompt_tokens, call in records.items():
+        assert call.total_cost == float(mini_cost(prompt_tokens, 2)) and call.cost.total == mini_cost(prompt_tokens, 2)
+    lines = store.artifact_lines(store.run_named("read-at-once").info.run_id)
+    assert {line["step"]: line["prompt_tokens"] for line in lines} == {
+        call.step: prompt_tokens for prompt_tokens, call in records.items()}
+
+
+def test_a_record_not_read_yet_behaves_as_the_priced_record(store):
+    import copy
+    import dataclasses
+    import pickle
+
+    usage = {"prompt_tokens": 1200, "completion_tokens": 300}
+    with mltrack.track_llm_context("pending", model="gpt-4o-mini") as tracker:
+        calls = [tracker.log_prompt_response("p", "r", token_usage=usage) for _ in range(5)]
+        # each way of looking at a record that has not been read yet gives the priced record
+        unpickled = pickle.loads(pickle.dumps(calls[0]))
+        copied = copy.copy(calls[1])
+        as_dict = dataclasses.asdict(calls[2])
+        text = repr(calls[3])
+        replaced = dataclasses.replace(calls[4], latency_ms=5.0)
+    expected = float(mini_cost(1200, 300))
+    assert (unpickled.total_cost, unpickled.step) == (expected, 0)
+    assert copied == calls[1] and copied.step == 1
+    assert as_dict["total_cost"] == expected and as_dict["step"] == 2 and as_dict["total_tokens"] == 1500
+    assert "total_tokens=1500" in text and "step=3" in text and "_pending" not in text
+    assert (replaced.total_cost, replaced.step, replaced.latency_ms) == (expected, 4, 5.0)
+    with pytest.raises(AttributeError, match="no_such_field"):
+        calls[0].no_such_field  # noqa: B018
+
+
+def test_a_record_priced_by_the_writer_keeps_nothing_of_the_call(store):
+    """Once the writer priced it, the record is a plain LLMCall: the response and prompt it waited on are gone."""
+    with mltrack.track_llm_context("settled", model="gpt-4o-mini") as tracker:
+        call = tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 10, "completion_tokens": 5})
+    assert mltrack.flush(timeout=30) is True
+    assert "_pending" not in vars(call) and vars(call)["total_tokens"] == 15  # priced by the writer, not by a read
+    assert call.total_cost == float(mini_cost(10, 5))
+
+
+def test_with_a_budget_limit_the_record_comes_back_priced_and_warns_at_the_call(store):
+    mltrack.configure(llm_cost_limit_warning=0.0001)
+    with mltrack.track_llm_context("budget", model="gpt-4o-mini") as tracker:
+        first = tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 100, "completion_tokens": 10})
+        assert vars(first)["total_tokens"] == 110  # priced on this thread, before the call returned
+        with pytest.warns(mltrack.BudgetWarning):
+            tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 1000, "completion_tokens": 1000})
