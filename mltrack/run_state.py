@@ -88,16 +88,17 @@ class RunHandle:
         """Queue a call to be priced later; ``item.resolve()`` prices it and adds it here (see :meth:`settle`)."""
         self._unsettled.append(item)
 
-    def settle(self, pace: Callable[[], None] | None = None) -> None:
+    def settle(self, pace: Callable[[], None] | None = None, until: Callable[[], bool] | None = None) -> None:
         """Price the deferred calls, oldest first: run by the writer, or by whoever needs the totals sooner.
 
         Returns once every call deferred before it was called is in the totals, also one that another thread
-        has taken out of the queue and is pricing (it holds the lock until that call is added)."""
+        has taken out of the queue and is pricing (it holds the lock until that call is added). With ``until``,
+        returns as soon as ``until()`` is true (the one call the caller needs is priced, and all before it)."""
         if not self._unsettled and not self._settle_lock.locked():
             return
         with self._settle_lock:
             unsettled = self._unsettled
-            while unsettled:
+            while unsettled and (until is None or not until()):
                 unsettled.popleft().resolve()
                 if pace is not None:
                     pace()

@@ -115,6 +115,51 @@ def test_records_are_plain_json_that_round_trips(store):
     assert end["et"] == 1_700_000_000_250 and end["s"] == "FAILED" and end["o"] is True
 
 
+def test_calls_encoded_ahead_are_priced_in_order_and_get_their_run_id_when_known(store):
+    """While the writer process writes one batch, the sender prices and encodes the next (_encode_ahead): each
+    record is the one encoding it later would give, and the run id it did not have yet is filled in when sent."""
+    import threading as _threading
+
+    from mltrack.config import get_settings
+    from mltrack.engine.process import RawCall
+    from mltrack.entry._log import defer_record
+    from mltrack.run_state import RunHandle
+    from mltrack.writer.ops import LogCall
+
+    w = mlflow_writer.MlflowWriter(max_queue=10000, use_process=False)
+    lane = mlflow_writer._Lane(store.uri)
+    handle = RunHandle("ahead", tracking_uri=store.uri)
+    get_settings()
+    calls = []
+    for i in range(12):  # hand the calls over as log_prompt_response does, into our lane instead of the writer's
+        writer_submit, writer.submit = writer.submit, lane.mem.append
+        try:
+            calls.append(defer_record(RawCall(prompt="p", response="r", model="gpt-4o-mini",
+                                              token_usage={"prompt_tokens": 100 + i, "completion_tokens": 10}),
+                                      handle))
+        finally:
+            writer.submit = writer_submit
+    ops = list(lane.mem)
+    assert len(ops) == 12 and all(isinstance(op, LogCall) and op.processed is None for op in ops)
+    w._batch = 8  # ahead of time: at most one batch
+    w._encode_ahead(lane, _threading.Event())
+    assert [op.encoded is not None for op in ops] == [True] * 8 + [False] * 4
+    assert [vars(call).get("step") for call in calls] == list(range(8)) + [None] * 4  # priced up to there, in order
+    assert all(op.encoded[0]["r"] is None for op in ops[:8])  # the run was not created yet
+    done = _threading.Event()
+    done.set()
+    w._encode_ahead(lane, done)  # the write finished first: nothing more is done ahead
+    assert ops[8].encoded is None
+    handle.set_run_id("run-123")
+    out = w._encode_all(ops)
+    assert [r["r"] for r in out] == ["run-123"] * 12
+    assert out[3] is ops[3].encoded[0]
+    steps = [dict((m[0], m[2]) for m in r["m"])["llm.calls"] for r in out]
+    assert steps == list(range(12))
+    assert [dict((m[0], m[1]) for m in r["m"])["llm.tokens.prompt"] for r in out] == [100 + i for i in range(12)]
+    assert [call.step for call in calls] == list(range(12))
+
+
 def test_flush_writes_everything_and_pending_drops_to_zero(store):
     mltrack.configure(writer_flush_interval=5.0)  # only flush() makes it write early
     with mltrack.track_llm_context("flushed", model="gpt-4o-mini") as tracker:

@@ -17,6 +17,7 @@ that came after it, and the sender retries with backoff. Writing a record twice 
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 import threading
@@ -405,6 +406,12 @@ class MlflowWriter(Spilling):
                           f"mltrack: {where} failed ({type(exc).__name__}: {exc}); your code is unaffected.")
 
     def _encode(self, op: Any) -> dict[str, Any] | None:
+        encoded = op.encoded if type(op) is LogCall else None
+        if encoded is not None:  # built ahead (see _encode_ahead); the run's id may have become known since
+            record = encoded[0]
+            if record is not None and record["r"] is None:
+                record["r"] = op.handle.known_run_id
+            return record
         try:
             record = records.encode(op)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one record, not the writer
@@ -427,9 +434,9 @@ class MlflowWriter(Spilling):
         for op in batch:
             if isinstance(op, Barrier):
                 continue
-            if isinstance(op, LogCall) and op.processed is None:
+            if isinstance(op, LogCall) and op.processed is None and op.encoded is None:
                 try:
-                    op.handle.settle(_pace.pace)
+                    _settle_until(op)
                 except Exception as exc:  # noqa: BLE001 - strict mode re-raises a call's failure: report it at flush
                     self._fail("preparing a record", exc)
             record = self._encode(op)
@@ -437,6 +444,28 @@ class MlflowWriter(Spilling):
                 out.append(record)
             _pace.pace()
         return out
+
+    def _encode_ahead(self, lane: _Lane, done: threading.Event) -> None:
+        """While the writer process writes a batch, price and encode the calls of the next one (kept on each
+        :class:`LogCall`), so that this thread's work overlaps MLflow's instead of adding to it. Best effort:
+        stops when the write is done; anything that fails here is left to :meth:`_encode_all`, which reports it."""
+        try:
+            upcoming = list(itertools.islice(lane.mem, self._batch))  # one C call: no append can interleave
+        except RuntimeError:
+            return
+        _pace.restart()
+        for op in upcoming:
+            if done.is_set() or self._stop.is_set():
+                return
+            if type(op) is not LogCall or op.encoded is not None:
+                continue
+            try:
+                if op.processed is None:
+                    _settle_until(op)
+                op.encoded = (records.encode(op),)
+            except Exception:  # noqa: BLE001 - reported when the batch is encoded for real
+                return
+            _pace.pace()
 
     def _release_waiters(self) -> None:
         """The store is down: whoever waits for a run id gets None now (the id is set when the run is made)."""
@@ -527,7 +556,7 @@ class MlflowWriter(Spilling):
         barriers = [op for op in batch if isinstance(op, Barrier)]
         batch_records = self._encode_all(batch)
         try:
-            self._write(lane, sink, batch_records, replay=False)
+            self._write(lane, sink, batch_records, replay=False, meanwhile=lambda done: self._encode_ahead(lane, done))
         except Outage as exc:
             with self._lock:
                 # Only the batch: what waits in memory follows in chunks (the spiller), not as a second copy now.
@@ -632,7 +661,8 @@ class MlflowWriter(Spilling):
             lane.markers.popleft()
             barrier.resolve(True)
 
-    def _write(self, lane: _Lane, sink: Sink, batch: list[dict[str, Any]], replay: bool) -> dict[str, str]:
+    def _write(self, lane: _Lane, sink: Sink, batch: list[dict[str, Any]], replay: bool,
+               meanwhile: Callable[[threading.Event], None] | None = None) -> dict[str, str]:
         if not batch:
             return {}
         sink.last_attempt = time.monotonic()
@@ -642,7 +672,7 @@ class MlflowWriter(Spilling):
             self._busy = (lane, time.monotonic())
             self._spill_wake.set()
         try:
-            ids = sink.write(batch, replay)
+            ids = sink.write(batch, replay, meanwhile)
         finally:
             if live:
                 self._busy = None
@@ -713,6 +743,11 @@ class MlflowWriter(Spilling):
         busy = self._busy
         return (busy is not None and busy[0].sink is not None
                 and now - max(busy[1], busy[0].sink.last_progress) > STUCK_AFTER_S)
+
+
+def _settle_until(op: LogCall) -> None:
+    """Price the run's waiting calls up to this one (the rest wait for their own batch), paced."""
+    op.handle.settle(_pace.pace, until=lambda: op.processed is not None)
 
 
 def _default_uri(link: Link | None) -> str:

@@ -36,12 +36,14 @@ class CallFlags:
 @dataclass(slots=True)  # hot path: not frozen (5x cheaper to build)
 class LogCall:
     """One LLM call. ``processed`` and ``flags`` are None while the call waits to be priced (filled once, by
-    :meth:`RunHandle.settle`, before the writer encodes it)."""
+    :meth:`RunHandle.settle`, before the writer encodes it). ``encoded`` holds ``(record,)`` once the writer
+    built its record ahead of time, while the writer process was busy with the batch before."""
 
     handle: RunHandle
     processed: Processed | None
     flags: CallFlags | None
     budget_tag: str | None = None
+    encoded: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)

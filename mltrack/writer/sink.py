@@ -157,8 +157,9 @@ class Sink(StoreState):
         raise Skip(what, error)
 
     # writing a batch ------------------------------------------------------------------------------------
-    def write(self, batch: list[dict[str, Any]], replay: bool) -> dict[str, str]:
+    def write(self, batch: list[dict[str, Any]], replay: bool, meanwhile: Any = None) -> dict[str, str]:
         """Write records in order. ``replay``: they may have been (partly) written before, so look runs up.
+        (``meanwhile`` is for :class:`RemoteSink`: here the writing thread is this one, so there is no meanwhile.)
 
         Returns the run ids of the starts in the batch (for the journal). Raises :class:`Outage`."""
         client = self.client()

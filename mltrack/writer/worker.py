@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from mltrack.writer import _frames
 from mltrack.writer._pace import pace
@@ -155,8 +155,9 @@ class Link:
             except OSError as exc:
                 raise WorkerGone(f"the writer process is gone ({exc})") from exc
 
-    def request(self, build: Any) -> _Reply:
-        """Send ``build(rid)`` and wait for its reply (a reply of kind "gone" if the process ended meanwhile)."""
+    def request(self, build: Any, meanwhile: Callable[[threading.Event], None] | None = None) -> _Reply:
+        """Send ``build(rid)`` and wait for its reply (a reply of kind "gone" if the process ended meanwhile).
+        ``meanwhile(done)`` runs once the request is sent: work for this thread while the writer process works."""
         rid = next(self._ids)
         reply = _Reply(self._generation)
         self._waiting[rid] = reply
@@ -165,6 +166,11 @@ class Link:
         except WorkerGone:
             self._waiting.pop(rid, None)
             raise
+        if meanwhile is not None:
+            try:
+                meanwhile(reply.done)
+            except Exception:  # noqa: BLE001 - work done ahead is an optimization; the reply is what counts
+                pass
         reply.done.wait()
         return reply
 
@@ -277,17 +283,18 @@ class RemoteSink(StoreState):
         except WorkerGone as exc:
             raise Outage(exc) from exc
 
-    def _call(self, method: str, args: tuple) -> Any:
+    def _call(self, method: str, args: tuple, meanwhile: Callable[[threading.Event], None] | None = None) -> Any:
         self._open()
         sid = self._sid
         if self._unsent:
             unsent, self._unsent = self._unsent, {}
             self._call_once("remember_all", (unsent,), sid)
-        return self._call_once(method, args, sid)
+        return self._call_once(method, args, sid, meanwhile)
 
-    def _call_once(self, method: str, args: tuple, sid: int) -> Any:
+    def _call_once(self, method: str, args: tuple, sid: int,
+                   meanwhile: Callable[[threading.Event], None] | None = None) -> Any:
         try:
-            reply = self._link.request(lambda rid: ("call", rid, sid, method, args))
+            reply = self._link.request(lambda rid: ("call", rid, sid, method, args), meanwhile)
         except WorkerGone as exc:
             raise Outage(exc) from exc
         if reply.extras.get("spans"):
@@ -307,11 +314,13 @@ class RemoteSink(StoreState):
         """Make sure the writer process has this store open (imports mlflow there). Raises :class:`Outage`."""
         self._call("client", ())
 
-    def write(self, batch: list[dict[str, Any]], replay: bool) -> dict[str, str]:
-        """:meth:`Sink.write`, in the writer process. Raises :class:`Outage`."""
+    def write(self, batch: list[dict[str, Any]], replay: bool,
+              meanwhile: Callable[[threading.Event], None] | None = None) -> dict[str, str]:
+        """:meth:`Sink.write`, in the writer process; ``meanwhile(done)`` runs here while it writes (the sender
+        prepares its next batch). Raises :class:`Outage`."""
         mlflow = sys.modules.get("mlflow")
         traces_uri = mlflow.get_tracking_uri() if mlflow is not None else None
-        ids = self._call("write", (_pickled(batch), replay, self._link.env_change(), traces_uri))
+        ids = self._call("write", (_pickled(batch), replay, self._link.env_change(), traces_uri), meanwhile)
         for key, run_id in ids.items():
             StoreState.remember(self, key, run_id)
         return ids
