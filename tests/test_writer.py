@@ -142,13 +142,20 @@ def test_calls_encoded_ahead_are_priced_in_order_and_get_their_run_id_when_known
     ops = list(lane.mem)
     assert len(ops) == 12 and all(isinstance(op, LogCall) and op.processed is None for op in ops)
     w._batch = 8  # ahead of time: at most one batch
-    w._encode_ahead(lane, _threading.Event())
+    sink = Sink(store.uri)
+    w._encode_ahead(lane, sink, _threading.Event())
+    assert all(op.encoded is None for op in ops)  # nothing written to this store yet: it may not work at all
+    lane.last_write = time.monotonic()  # a write went through: from now on, the next batch is encoded ahead
+    w._encode_ahead(lane, sink, _threading.Event())
     assert [op.encoded is not None for op in ops] == [True] * 8 + [False] * 4
     assert [vars(call).get("step") for call in calls] == list(range(8)) + [None] * 4  # priced up to there, in order
     assert all(op.encoded[0]["r"] is None for op in ops[:8])  # the run was not created yet
     done = _threading.Event()
     done.set()
-    w._encode_ahead(lane, done)  # the write finished first: nothing more is done ahead
+    w._encode_ahead(lane, sink, done)  # the write finished first: nothing more is done ahead
+    assert ops[8].encoded is None
+    sink.down = True
+    w._encode_ahead(lane, sink, _threading.Event())  # nor while the store is down
     assert ops[8].encoded is None
     handle.set_run_id("run-123")
     out = w._encode_all(ops)

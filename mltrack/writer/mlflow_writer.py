@@ -48,6 +48,7 @@ PROBE_OPS = 100  # records a retry reads from the journal while the store is dow
 ROOM_WAIT_S = 1.0  # at the hard memory limit a caller waits while the journal makes room, in slices of this
 ROOM_GIVE_UP_S = 10.0  # no record moved to the journal for this long (a hung disk): drop rather than hang
 EXIT_WHEN_DOWN_S = 3.0  # at exit with a store known to be down: how long its last retry may take
+AHEAD_WITHOUT_PROGRESS_S = 1.0  # encoding the next batch ahead stops when MLflow has not answered for this long
 REPLAY_AT_EXIT_S = 5.0  # at exit, once this process's records are written: the most to wait for adopted journals
 _IDLE_S = 30.0
 
@@ -445,18 +446,27 @@ class MlflowWriter(Spilling):
             _pace.pace()
         return out
 
-    def _encode_ahead(self, lane: _Lane, done: threading.Event) -> None:
+    def _encode_ahead(self, lane: _Lane, sink: Sink | RemoteSink, done: threading.Event) -> None:
         """While the writer process writes a batch, price and encode the calls of the next one (kept on each
         :class:`LogCall`), so that this thread's work overlaps MLflow's instead of adding to it. Best effort:
-        stops when the write is done; anything that fails here is left to :meth:`_encode_all`, which reports it."""
+        stops when the write is done; anything that fails here is left to :meth:`_encode_all`, which reports it.
+
+        Only while the store is known to work: an encoded call takes more memory than one waiting to be priced,
+        so not for a store that has not been written yet or stops answering (those calls may wait a long time,
+        and go to the journal, which encodes them anyway), nor when memory is already spilling."""
+        if lane.last_write == 0.0 or sink.down or len(lane.mem) > self._spill_at:
+            return
         try:
             upcoming = list(itertools.islice(lane.mem, self._batch))  # one C call: no append can interleave
         except RuntimeError:
             return
+        started = time.monotonic()
         _pace.restart()
         for op in upcoming:
             if done.is_set() or self._stop.is_set():
                 return
+            if time.monotonic() - max(started, sink.last_progress) > AHEAD_WITHOUT_PROGRESS_S:
+                return  # no MLflow call has completed for a while: this write may be failing
             if type(op) is not LogCall or op.encoded is not None:
                 continue
             try:
@@ -556,7 +566,8 @@ class MlflowWriter(Spilling):
         barriers = [op for op in batch if isinstance(op, Barrier)]
         batch_records = self._encode_all(batch)
         try:
-            self._write(lane, sink, batch_records, replay=False, meanwhile=lambda done: self._encode_ahead(lane, done))
+            self._write(lane, sink, batch_records, replay=False,
+                        meanwhile=lambda done: self._encode_ahead(lane, sink, done))
         except Outage as exc:
             with self._lock:
                 # Only the batch: what waits in memory follows in chunks (the spiller), not as a second copy now.
