@@ -145,4 +145,6 @@ def _defer(raw: RawCall, handle: RunHandle | None, returns: bool) -> LLMCall | N
         return call
     except Exception as exc:  # noqa: BLE001 - the safety net
         _safety.report_internal_error("logging an LLM call", exc)
-        return call if call is not None or not returns else failed_call(raw, exc)
+        if not returns:
+            return None
+        return call if call is not None else failed_call(raw, exc)  # a pending record is filled by wait()
