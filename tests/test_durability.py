@@ -140,9 +140,11 @@ def test_server_restart_in_the_middle_of_ten_thousand_calls(mlflow_server, tmp_p
 
 # processes that end ---------------------------------------------------------------------------------------
 CHILD = textwrap.dedent("""
-    import json, os, signal, sys, time
+    import faulthandler, json, os, signal, sys, time
     import mltrack
     from mltrack import writer
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a test that times out asks for every thread's stack
 
     mode, n = os.environ["CHILD_MODE"], int(os.environ["CHILD_CALLS"])
     if mode == "sigterm-app":
@@ -182,6 +184,18 @@ def _child_env(uri: str, journal: Path, **extra: str) -> dict[str, str]:
 def _spawn(env: dict[str, str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", CHILD], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def _exit_code(proc: subprocess.Popen, timeout: float = 120.0) -> int:
+    """The child's exit code; if it is still alive after ``timeout``, fail with every thread's stack."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"child still running after {timeout} s; its threads:\n{err[-12000:]}") from None
 
 
 def _ready(proc: subprocess.Popen, timeout: float = 120.0) -> dict:
@@ -233,7 +247,7 @@ def test_sigterm_writes_pending_records_and_the_application_handler_still_runs(s
         state = _ready(proc)
         assert state["pending"] >= 1000  # a big batch: all of it still waiting
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(120) == 0, proc.stderr.read()[-3000:]
+        assert _exit_code(proc) == 0, proc.stderr.read()[-3000:]
     finally:
         proc.kill()
     seen_by_app = json.loads(marker.read_text())
@@ -250,7 +264,7 @@ def test_sigterm_with_the_default_action_writes_pending_and_marks_runs_killed(sq
     try:
         assert _ready(proc)["pending"] >= 500
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(120) == -signal.SIGTERM  # still dies of SIGTERM, as without mltrack
+        assert _exit_code(proc) == -signal.SIGTERM  # still dies of SIGTERM, as without mltrack
     finally:
         proc.kill()
     _finish_with_next_process(sqlite_store.uri, tmp_path / "journal", tmp_path)
