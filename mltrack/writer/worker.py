@@ -208,8 +208,16 @@ class Link:
         return reply.kind == "ok" and bool(reply.value)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Let the writer process flush MLflow's trace export and leave; end it after ``timeout``."""
-        with self._lock:
+        """Let the writer process flush MLflow's trace export and leave; end it after ``timeout``.
+
+        Called at exit and from the SIGTERM handler, which may have interrupted this very thread while it held
+        the lock (starting the process, sending a batch): then the process is ended without a goodbye."""
+        if not self._lock.acquire(timeout=timeout):
+            process = self._process
+            if process is not None:
+                _kill(process)
+            return
+        try:
             process, out = self._process, self._out
             if process is None:
                 return
@@ -218,6 +226,8 @@ class Link:
             except OSError:
                 pass
             self._close_locked()
+        finally:
+            self._lock.release()
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
