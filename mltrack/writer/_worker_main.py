@@ -23,6 +23,7 @@ from mltrack.writer import _frames
 from mltrack.writer.sink import Outage, Sink, Skip
 
 PROGRESS_EVERY_S = 0.5  # how often a long write tells the parent it is still moving (its hang detection)
+NICE = 10  # added to this process's nice value: below the application when both want the CPU
 
 
 def _freeze_heap() -> None:
@@ -194,7 +195,17 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)
 
 
+def _lower_priority() -> None:
+    """Background work: let the application's processes have the CPU first when they want it (this process still
+    gets every cycle nobody else wants). Where the OS has no nice values, nothing changes."""
+    try:
+        os.nice(NICE)
+    except (AttributeError, OSError):
+        pass
+
+
 def main(in_fd: int, out_fd: int, parent: int) -> None:
+    _lower_priority()
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)  # MLflow's and alembic's chatter; failures reach the parent as replies
     threading.Thread(target=_watch_parent, args=(parent,), name="mltrack-watch-parent", daemon=True).start()
