@@ -95,12 +95,9 @@ class _Unpriced:
                 fill_call(self.call, failed_call(self.raw, exc))
             _safety.report_internal_error("logging an LLM call", exc)
 
-    def priced(self) -> bool:
-        return self.op.processed is not None
-
     def wait(self) -> None:
         """Someone reads the returned record: price its run's waiting calls, this one included, now."""
-        self.op.handle.settle(until=self.priced)
+        self.op.handle.settle(until=self.op.priced)
         call = self.call
         if call is not None and "_pending" in call.__dict__:  # never reached the run's queue (a failure on the way)
             fill_call(call, failed_call(self.raw, RuntimeError("the call was not handed over")))

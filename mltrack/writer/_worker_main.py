@@ -41,7 +41,7 @@ class _ReportingSink(Sink):
         super().__init__(uri, **kwargs)
         self._on_progress = on_progress
         self._told = 0.0
-        self.writes = 0
+        self._written = False
 
     def client(self) -> Any:
         opening = self._client is None
@@ -49,6 +49,13 @@ class _ReportingSink(Sink):
         if opening:
             _freeze_heap()
         return client
+
+    def write(self, batch: list[dict[str, Any]], replay: bool, meanwhile: Any = None) -> dict[str, str]:
+        ids = super().write(batch, replay)
+        if not self._written:
+            self._written = True
+            _freeze_heap()
+        return ids
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         result = super()._call(what, fn, *args, **kwargs)
@@ -102,7 +109,7 @@ class _Worker:
             self.send(reply[:3] + (extras,))
 
     @staticmethod
-    def _run(sink: _ReportingSink, method: str, args: tuple) -> Any:
+    def _run(sink: Sink, method: str, args: tuple) -> Any:
         if method == "write":
             slices, replay, env, traces_uri = args
             batch = [record for piece in slices for record in pickle.loads(piece)]
@@ -110,11 +117,7 @@ class _Worker:
                 _adopt_environment(env)
             if traces_uri is not None:
                 _follow_tracking_uri(traces_uri)
-            ids = sink.write(batch, replay)
-            sink.writes += 1
-            if sink.writes == 1:
-                _freeze_heap()
-            return ids
+            return sink.write(batch, replay)
         if method == "client":
             sink.client()
             return None

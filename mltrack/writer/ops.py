@@ -45,6 +45,9 @@ class LogCall:
     budget_tag: str | None = None
     encoded: tuple[Any, ...] | None = None
 
+    def priced(self) -> bool:
+        return self.processed is not None
+
 
 @dataclass(frozen=True)
 class SetTags:

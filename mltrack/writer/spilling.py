@@ -1,7 +1,7 @@
 """The spiller's half of the writer: moving what waits in memory to the on-disk journal, in order, in chunks.
 
 Mixed into :class:`~mltrack.writer.mlflow_writer.MlflowWriter`, whose state it works on (lanes, the lock, the
-journal); the sender's half (writing to MLflow, reading the journal back) stays there.
+journal); the sender's half (writing to MLflow, reading the journal back) is :mod:`mltrack.writer.sending`.
 """
 
 from __future__ import annotations
