@@ -71,28 +71,8 @@ class LLMCall:
     params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
-    # A record returned before its call was priced (see ``pending_call``) holds only ``_pending`` until then;
-    # reading any field waits for the pricing. A priced record never gets here: its fields are in __dict__.
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__
-        pending = values.get("_pending")
-        if pending is not None and name in _CALL_FIELDS:
-            pending.wait()
-        if name in values and name != "_pending":
-            return values[name]
-        raise AttributeError(f"'LLMCall' object has no attribute {name!r}")
-
-    def __getstate__(self) -> dict[str, Any]:
-        pending = self.__dict__.get("_pending")
-        if pending is not None:
-            pending.wait()
-        return {key: value for key, value in self.__dict__.items() if key != "_pending"}
-
 
 _CALL_FIELDS = frozenset(LLMCall.__dataclass_fields__)
-for _name in _CALL_FIELDS:  # field defaults live in __init__; as class attributes they would hide __getattr__
-    if _name in LLMCall.__dict__:
-        delattr(LLMCall, _name)
 
 
 def new_call(values: dict[str, Any]) -> LLMCall:
@@ -103,18 +83,3 @@ def new_call(values: dict[str, Any]) -> LLMCall:
     call = object.__new__(LLMCall)
     call.__dict__.update(values)
     return call
-
-
-def pending_call(resolver: Any) -> LLMCall:
-    """An :class:`LLMCall` whose fields are filled in later by :func:`fill_call`; reading one before that calls
-    ``resolver.wait()``. Lets an entry point return the record at once and price the call off the caller's thread."""
-    call = object.__new__(LLMCall)
-    call.__dict__["_pending"] = resolver
-    return call
-
-
-def fill_call(call: LLMCall, values: LLMCall) -> None:
-    """Give a pending record the fields of ``values`` (the priced record); readers waiting on it see them at once."""
-    state = call.__dict__
-    state.update(values.__dict__)  # one C-level update under the GIL: a reader sees all fields or none
-    state.pop("_pending", None)

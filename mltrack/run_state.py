@@ -8,7 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from mltrack.record import CostBreakdown, Usage
 
@@ -51,6 +51,7 @@ class RunHandle:
         self.owned = owned
         self.tracking_uri = tracking_uri
         self.start_time = time.time()
+        self.pid = os.getpid()  # a forked child logs into a run of its own under this one (see entry._runs)
         self.key = os.urandom(12).hex()
         """Client-generated identity of the run: the writer and its journal name the run by it until (and after)
         MLflow gives it an id, and tag ``mltrack.run_key`` carries it so a replayed start finds the run it made."""
@@ -88,20 +89,17 @@ class RunHandle:
         """Queue a call to be priced later; ``item.resolve()`` prices it and adds it here (see :meth:`settle`)."""
         self._unsettled.append(item)
 
-    def settle(self, pace: Callable[[], None] | None = None, until: Callable[[], bool] | None = None) -> None:
+    def settle(self) -> None:
         """Price the deferred calls, oldest first: run by the writer, or by whoever needs the totals sooner.
 
         Returns once every call deferred before it was called is in the totals, also one that another thread
-        has taken out of the queue and is pricing (it holds the lock until that call is added). With ``until``,
-        returns as soon as ``until()`` is true (the one call the caller needs is priced, and all before it)."""
+        has taken out of the queue and is pricing (it holds the lock until that call is added)."""
         if not self._unsettled and not self._settle_lock.locked():
             return
         with self._settle_lock:
             unsettled = self._unsettled
-            while unsettled and (until is None or not until()):
+            while unsettled:
                 unsettled.popleft().resolve()
-                if pace is not None:
-                    pace()
 
     def add(self, usage: Usage, cost: CostBreakdown | None, model: str | None, provider: str | None,
             failed: bool) -> Snapshot:

@@ -135,10 +135,11 @@ def _fresh_warnings():
 
 
 @pytest.fixture(autouse=True)
-def _fresh_writer(tmp_path_factory: pytest.TempPathFactory):
-    """Each test gets its own background writer and journal folder (nothing pending leaks between tests)."""
+def _fresh_writer():
+    """Each test gets a producer of its own (nothing pending leaks between tests); they all share the session's
+    journal folder, and so its one writer process (starting one imports MLflow: seconds)."""
     from mltrack import writer
 
-    writer._reset_for_tests(journal_dir=str(tmp_path_factory.getbasetemp() / "journals" / os.urandom(6).hex()))
+    writer._reset_for_tests()
     yield
     writer._reset_for_tests()

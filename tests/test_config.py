@@ -51,7 +51,7 @@ def test_defaults_come_from_the_table():
         assert getattr(s, key.name) == key.default, key.name
     assert s.enabled is True
     assert s.source is None
-    assert s.writer_queue_size == 10000 and s.writer_flush_interval == 1.0
+    assert s.writer_queue_size == 10000 and s.writer_flush_interval == 0.1 and s.journal_retention_days == 7
     assert s.auto_instrument is False and s.stream_include_usage is True and s.standalone_runs is True
 
 

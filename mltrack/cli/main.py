@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from mltrack._version import __version__
-from mltrack.cli import config_cmd, pricing_cmd, report_cmd
+from mltrack.cli import config_cmd, journal_cmd, pricing_cmd, report_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmd.add_parser(sub)
     pricing_cmd.add_parsers(sub)
     config_cmd.add_parser(sub)
+    journal_cmd.add_parser(sub)
     return parser
 
 

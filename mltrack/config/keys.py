@@ -75,16 +75,20 @@ KEYS: tuple[Key, ...] = (
     Key("standalone_runs", Bool(), True, "MLTRACK_STANDALONE_RUNS",
         "A call made outside any run gets a short run of its own.", extension=True),
     Key("writer_queue_size", Int(minimum=0), 10000, "MLTRACK_WRITER_QUEUE_SIZE",
-        "Most records held in memory for the background writer (at least 1,000); past half of it the "
-        "oldest go to the on-disk journal.", extension=True),
-    Key("writer_flush_interval", Number(minimum=0, exclusive=True), 1.0, "MLTRACK_WRITER_FLUSH_INTERVAL",
-        "Seconds between background writes to MLflow.", extension=True),
+        "Most records waiting in memory to be put in the on-disk journal (at least 1,000); past it, records are "
+        "dropped with a warning (only a disk that does not keep up gets there).", extension=True),
+    Key("writer_flush_interval", Number(minimum=0, exclusive=True), 0.1, "MLTRACK_WRITER_FLUSH_INTERVAL",
+        "Seconds a record may wait in memory (gathering more into one write) before it goes to the journal "
+        "(at most 1).", extension=True),
     Key("writer_process", Bool(), True, "MLTRACK_WRITER_PROCESS",
-        "Write to MLflow from a helper process, so MLflow's own Python work never holds your process's GIL; "
-        "false: from a thread of this process.", extension=True),
+        "Write to MLflow from one helper process shared by all your processes on this host, so that MLflow is "
+        "never imported by your application; false: from a thread of this process.", extension=True),
     Key("journal_dir", Str(path=True), None, "MLTRACK_JOURNAL_DIR",
         "Folder for records the store could not take (~ is expanded); null: a folder in the user cache dir.",
         example="~/.cache/mltrack/journal", extension=True),
+    Key("journal_retention_days", Number(minimum=0, exclusive=True), 7, "MLTRACK_JOURNAL_RETENTION_DAYS",
+        "Records another process left in the journal for a store that never answered are dropped, with one "
+        "warning, after this many days.", extension=True),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}

@@ -32,6 +32,7 @@ class Settings:
     writer_flush_interval: float
     writer_process: bool
     journal_dir: str | None
+    journal_retention_days: float
     enabled: bool = True
     source: str | None = None
 

@@ -1,5 +1,6 @@
 """The one path every entry point uses to log a call: engine → budgets → writer, under the safety net.
 
+A call whose record somebody receives (``log_prompt_response``) is priced at the call: :func:`safe_record_call`.
 A call whose record nobody receives (instrumentation, the response ``@track`` returns, ``track_llm_call``) is
 priced later, off the caller's thread: see :func:`defer_call`."""
 
@@ -13,7 +14,7 @@ from mltrack import _safety, writer
 from mltrack.config import get_settings
 from mltrack.engine.budgets import check_limits
 from mltrack.engine.process import RawCall, freeze, freeze_kwargs, process
-from mltrack.record import LLMCall, fill_call, pending_call
+from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
 from mltrack.writer.ops import CallFlags, LogCall
 
@@ -74,33 +75,19 @@ def failed_call(raw: RawCall, exc: BaseException) -> LLMCall:
 
 @dataclass(slots=True)
 class _Unpriced:
-    """A call handed to the writer before the engine saw it; :meth:`RunHandle.settle` resolves it, in order.
-    ``call`` is the pending record already returned to the caller (``log_prompt_response``), if any."""
+    """A call handed to the writer before the engine saw it; :meth:`RunHandle.settle` resolves it, in order."""
 
     raw: RawCall
     settings: Any
     op: LogCall
-    call: LLMCall | None = None
 
     def resolve(self) -> None:
         try:
             processed = process(self.raw, self.settings, self.op.handle)
             self.op.flags = flags_from(self.settings, processed.call.provider)
-            if self.call is not None:
-                fill_call(self.call, processed.call)
-                processed.call = self.call
             self.op.processed = processed
         except Exception as exc:  # noqa: BLE001 - the safety net (re-raised in strict mode)
-            if self.call is not None:
-                fill_call(self.call, failed_call(self.raw, exc))
             _safety.report_internal_error("logging an LLM call", exc)
-
-    def wait(self) -> None:
-        """Someone reads the returned record: price its run's waiting calls, this one included, now."""
-        self.op.handle.settle(until=self.op.priced)
-        call = self.call
-        if call is not None and "_pending" in call.__dict__:  # never reached the run's queue (a failure on the way)
-            fill_call(call, failed_call(self.raw, RuntimeError("the call was not handed over")))
 
 
 def _cost_needed_now(settings: Any) -> bool:
@@ -114,34 +101,16 @@ def defer_call(raw: RawCall, handle: RunHandle | None) -> None:
     (the caller may append to its message list next) and hands the call over; it is priced and totalled on the
     writer thread, or sooner by whoever reads the run's totals. With a budget limit set, it is priced at once.
     Never raises."""
-    _defer(raw, handle, returns=False)
-
-
-def defer_record(raw: RawCall, handle: RunHandle | None) -> LLMCall:
-    """Log a call and return its record at once, priced later like :func:`defer_call`: the record's fields are
-    filled in when the writer prices the call, or when the caller first reads one (which prices it then, in
-    order). With a budget limit set, or no run to log into, it is priced at once. Never raises."""
-    return _defer(raw, handle, returns=True)  # type: ignore[return-value]
-
-
-def _defer(raw: RawCall, handle: RunHandle | None, returns: bool) -> LLMCall | None:
-    call = None
     try:
         settings = get_settings()
         if handle is None or not settings.enabled or not settings.llm_tracking_enabled or _cost_needed_now(settings):
-            return safe_record_call(raw, handle)
+            safe_record_call(raw, handle)
+            return
         raw.prompt = freeze(raw.prompt)
         if raw.call_kwargs is not None:
             raw.call_kwargs = freeze_kwargs(raw.call_kwargs)
         op = LogCall(handle, None, None)
-        item = _Unpriced(raw, settings, op)
-        if returns:
-            call = item.call = pending_call(item)
-        handle.defer(item)
+        handle.defer(_Unpriced(raw, settings, op))
         writer.submit(op)
-        return call
     except Exception as exc:  # noqa: BLE001 - the safety net
         _safety.report_internal_error("logging an LLM call", exc)
-        if not returns:
-            return None
-        return call if call is not None else failed_call(raw, exc)  # a pending record is filled by wait()

@@ -9,12 +9,12 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from mltrack import _safety
+from mltrack import _safety, writer
 from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
-from mltrack.entry._log import defer_call, defer_record
+from mltrack.entry._log import defer_call, safe_record_call
 from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
 
@@ -44,9 +44,9 @@ class LLMTracker:
         if not settings.enabled:
             return None
         if self._bound is not None:
-            return self._bound
+            return _runs.for_this_process(self._bound)
         if self._run_id is not None:
-            return _runs.external_run(self._run_id, settings.tracking_uri)
+            return _runs.for_this_process(_runs.external_run(self._run_id, settings.tracking_uri))
         handle = _runs.current_run()
         if handle is not None:
             return handle
@@ -55,13 +55,17 @@ class LLMTracker:
                 if self._own is None:
                     name = "llm-tracker-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                     self._own = _runs.open_run(name, settings, kind="tracker")
-        return self._own
+        return _runs.for_this_process(self._own)
 
     @property
     def run_id(self) -> str | None:
         """The MLflow run id this tracker logs into now (waits for the run to be created if needed)."""
         handle = _safety.guarded("resolving the run", self._handle)
-        return handle.wait_run_id() if handle is not None else None
+        if handle is None:
+            return None
+        if handle.known_run_id is None:
+            writer.wait_run_id(handle)
+        return handle.wait_run_id(timeout=0)
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -82,14 +86,11 @@ class LLMTracker:
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> LLMCall:
-        """Log one call that already happened; returns its normalized, priced record.
-
-        The call is priced off the caller's thread: the record comes back at once and its fields are filled in
-        when the writer prices the call, or when you first read one (which prices it then)."""
+        """Log one call that already happened; returns its normalized, priced record (a plain frozen value)."""
         raw = RawCall(prompt=prompt, response=response, token_usage=token_usage, model=model, provider=provider,
                       fallback_model=self.model, fallback_provider=self.provider, latency_ms=latency_ms,
                       params=_as_mapping(params, "params"), metadata=_as_mapping(metadata, "metadata"))
-        return defer_record(raw, _safety.guarded("resolving the run", self._handle))
+        return safe_record_call(raw, _safety.guarded("resolving the run", self._handle))
 
     def track_llm_call(
         self,

@@ -1,8 +1,10 @@
-"""The writer: the only part of mltrack that talks to MLflow, from background threads.
+"""The writer: the only part of mltrack that writes to MLflow, and never from the caller's thread.
 
-``submit(op)`` (the entry points' only call) appends to an in-memory queue; ``flush`` waits for the writes;
-``status()`` / ``get_writer().pending()`` say what waits. At interpreter exit, and on SIGTERM, what waits is
-written within ``EXIT_TIMEOUT_S`` or left in the on-disk journal for the next process (see docs/durability.md).
+``submit(op)`` (the entry points' only call) appends to a queue in memory; a thread puts it in this process's
+on-disk journal; one server per journal folder (a helper process shared by all of the user's processes, or a
+thread here where none can start) writes it to MLflow. ``flush`` waits for what this process handed over;
+``status()`` says what waits. At interpreter exit, and on SIGTERM, everything goes to disk first, then the
+process waits for it to be written while the store makes progress (see docs/durability.md).
 """
 
 from __future__ import annotations
@@ -11,68 +13,102 @@ import atexit
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
-from mltrack.writer import worker
-from mltrack.writer.mlflow_writer import MlflowWriter
+from mltrack.writer.producer import Producer
 
 EXIT_TIMEOUT_S = 30.0
-"""At normal interpreter exit: how long to keep writing what waits (it is in the journal already) before leaving."""
+"""At normal interpreter exit: the most to wait for this process's records to be written while the store makes
+progress; with no progress for a few seconds (a store that is down or hangs) the process leaves at once."""
 SIGTERM_TIMEOUT_S = 5.0
 """On SIGTERM: the same, shorter (an orchestrator's SIGKILL may follow; the journal has everything by then)."""
 
-_writer: MlflowWriter | None = None
+_producer: Producer | None = None
 _lock = threading.Lock()
 _journal_dir_override: str | None = None  # tests only
 _MAIN_THREAD_ID = threading.main_thread().ident
 _exit_registered = False
-_signal_state = "unset"  # "unset" | "wanted" (writer started off the main thread) | "installed" | "declined"
+_signal_state = "unset"  # "unset" | "installed" | "declined"
 _previous_sigterm: Any = None
 _in_sigterm = False
 
 
-def get_writer() -> MlflowWriter:
-    """The process-wide writer, created on first use (with the settings then in force)."""
-    global _writer
-    writer = _writer
-    if writer is None:
+def get_writer() -> Producer:
+    """This process's producer, created on first use (with the settings then in force)."""
+    global _producer
+    producer = _producer
+    if producer is None:
         with _lock:
-            if _writer is None:
+            if _producer is None:
                 from mltrack.config import get_settings
 
                 settings = get_settings()
-                _writer = MlflowWriter(max_queue=settings.writer_queue_size,
-                                       flush_interval=settings.writer_flush_interval,
-                                       journal_dir=_journal_dir_override or settings.journal_dir,
-                                       on_start=_writer_started, use_process=settings.writer_process)
+                _producer = Producer(_journal_folder(_journal_dir_override or settings.journal_dir),
+                                     max_queue=settings.writer_queue_size,
+                                     interval=min(settings.writer_flush_interval, 1.0),
+                                     use_process=settings.writer_process,
+                                     retention_s=settings.journal_retention_days * 86400.0)
                 _register_exit()
-            writer = _writer
-    return writer
+            producer = _producer
+    return producer
+
+
+def _journal_folder(configured: str | None) -> Any:
+    """The journal folder: the configured one, else the user cache folder, else a private folder in the temp dir
+    (a read-only home); None when no folder can be written at all (records are then not kept)."""
+    from mltrack.writer import journal
+
+    candidates = [Path(os.path.expanduser(configured))] if configured else [journal.default_dir()]
+    candidates.append(journal.fallback_dir())
+    errors = []
+    for path in candidates:
+        try:
+            folder = journal.Folder(path).prepare()
+            probe = folder.root / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return folder
+        except OSError as exc:
+            errors.append(f"{path}: {exc}")
+    from mltrack.writer._quiet import warn_once
+
+    warn_once("journal-unusable", "mltrack: no journal folder can be written (" + "; ".join(errors) + "); records "
+              "are not kept, nothing is written to MLflow.")
+    return None
 
 
 def submit(op: Any) -> None:
-    (_writer or get_writer()).submit(op)
-    if _signal_state == "wanted" and threading.get_ident() == _MAIN_THREAD_ID:
+    (_producer or get_writer()).submit(op)
+    if _signal_state == "unset" and threading.get_ident() == _MAIN_THREAD_ID:
         _install_sigterm()
 
 
 def flush(timeout: float | None = None) -> bool:
     """Block until every record handed to mltrack so far is written; True when all were.
 
-    False when ``timeout`` passed first, or when the store is unreachable (what waits is then in the local
-    journal and is written when the store is back, by this process or the next one)."""
-    writer = _writer
-    return True if writer is None else writer.flush(timeout)
+    False when ``timeout`` passed first, or when the store does not answer (what waits is then in the local
+    journal and is written when the store is back, by this process or the next one). Only this process's records
+    are waited for, never what other processes left in the journal."""
+    producer = _producer
+    return True if producer is None else producer.flush(timeout)
 
 
 def status() -> dict[str, Any]:
-    """What the writer is doing: ``pending`` (records not written yet), ``in_memory``, ``journaled``,
-    ``written``, ``dropped``, ``journal_dir`` and ``unreachable`` (store URI -> since when, last error)."""
-    writer = _writer
-    if writer is None:
-        return {"running": False, "pending": 0, "in_memory": 0, "journaled": 0, "written": 0, "dropped": 0,
+    """What the writer is doing: ``pending`` (records not written yet), ``in_memory``, ``journaled``, ``dropped``,
+    ``journal_dir`` and ``unreachable`` (store URI -> since when, last error)."""
+    producer = _producer
+    if producer is None:
+        return {"running": False, "pending": 0, "in_memory": 0, "journaled": 0, "dropped": 0,
                 "journal_dir": None, "unreachable": {}}
-    return writer.status()
+    return producer.status()
+
+
+def wait_run_id(handle: Any, timeout: float = 30.0) -> None:
+    """Write what waits, so that the server makes the run and hands back its MLflow id."""
+    producer = _producer
+    if producer is not None:
+        producer.wait_run_id(handle, timeout)
 
 
 # exit, SIGTERM, fork ------------------------------------------------------------------------------------
@@ -90,21 +126,9 @@ def _register_exit() -> None:
 
 
 def _at_exit() -> None:
-    writer = _writer
-    if writer is not None:
-        writer.close(EXIT_TIMEOUT_S, end_status="FINISHED")
-    worker.stop()
-
-
-def _writer_started() -> None:
-    """Called once per writer start: install the SIGTERM handler, from the main thread only."""
-    global _signal_state
-    if _signal_state in ("installed", "declined"):
-        return
-    if threading.get_ident() == _MAIN_THREAD_ID:
-        _install_sigterm()
-    else:
-        _signal_state = "wanted"  # the next submit from the main thread installs it
+    producer = _producer
+    if producer is not None:
+        producer.close(EXIT_TIMEOUT_S, end_status="FINISHED")
 
 
 def _install_sigterm() -> None:
@@ -124,7 +148,7 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> Any:
-    """Write (or journal) what waits, then do what would have happened without mltrack."""
+    """Put what waits on disk and wait briefly for it, then do what would have happened without mltrack."""
     global _in_sigterm
     import signal
 
@@ -132,13 +156,13 @@ def _on_sigterm(signum: int, frame: Any) -> Any:
     if not _in_sigterm:
         _in_sigterm = True
         try:
-            writer = _writer
-            if writer is not None:
+            producer = _producer
+            if producer is not None:
                 # Dying by the default action: end the runs we opened as KILLED. An application handler decides
                 # itself whether the process ends (if it exits normally, atexit ends open runs as FINISHED).
-                writer.close(SIGTERM_TIMEOUT_S, end_status=None if callable(previous) else "KILLED")
-            if not callable(previous):
-                worker.stop(1.0)
+                producer.close(SIGTERM_TIMEOUT_S, end_status=None if callable(previous) else "KILLED")
+                if callable(previous):
+                    producer.closed = False  # the application goes on: so does tracking
         except BaseException:  # noqa: BLE001 - nothing may stop the signal's normal course
             pass
         finally:
@@ -150,24 +174,40 @@ def _on_sigterm(signum: int, frame: Any) -> Any:
     return None
 
 
+def _before_fork() -> None:
+    producer = _producer
+    if producer is not None:
+        producer.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    producer = _producer
+    if producer is not None:
+        producer.after_fork_in_parent()
+
+
 def _after_fork_in_child() -> None:
-    global _writer, _lock, _MAIN_THREAD_ID
+    global _producer, _lock, _MAIN_THREAD_ID
     _lock = threading.Lock()
     _MAIN_THREAD_ID = threading.main_thread().ident
-    writer, _writer = _writer, None
-    if writer is not None:
-        writer.forget_after_fork()
+    producer, _producer = _producer, None  # the inherited SIGTERM handler serves the child's own producer
+    if producer is not None:
+        producer.forget_in_child()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def _reset_for_tests(journal_dir: str | None = None) -> None:
-    """Stop the current writer (its pending records are dropped) and make the next one use ``journal_dir``."""
-    global _writer, _journal_dir_override
+    """Forget the current producer (its pending records stay in its journal) and make the next one use
+    ``journal_dir``."""
+    global _producer, _journal_dir_override
     with _lock:
-        writer, _writer = _writer, None
+        producer, _producer = _producer, None
         _journal_dir_override = journal_dir
-    if writer is not None:
-        writer.shutdown()
+    if producer is not None:
+        producer.close(0.0, end_status=None)
+        if producer._owner_lock is not None:
+            producer._owner_lock.release(remove=True)

@@ -1,18 +1,19 @@
-"""The on-disk journal: records the MLflow store could not take (yet), kept as append-only JSON lines.
+"""The on-disk journal: every record goes here first, as append-only JSON lines, before MLflow sees it.
 
-Layout of the journal folder (``journal_dir``; default: ``mltrack/journal`` in the user cache folder)::
+Layout of the journal folder (``journal_dir``; default: ``mltrack/journal`` in the user cache folder), all of it
+readable by its owner only (folders 0700, files 0600)::
 
-    <owner>.lock                         held (flock) by the live process that owns the files below
-    <owner>.ids                          run key -> MLflow run id, learned while replaying (JSON lines)
-    <owner>.<lane>.<seq>.jsonl           a segment: a header line, then one record per line, in order
-    <owner>.<lane>.<seq>.jsonl.ack       how far the segment has been written to MLflow (byte offsets, one a line)
+    server.lock                          held (flock) by the one writer serving this folder (a process or a thread)
+    server.sock                          the server's wake-up socket (POSIX; producers send it a byte)
+    status.json                          the server's word on each store: up, or down since when and why
+    owners/<owner>.lock                  held by a live producer process for its life
+    stores/<store>/uri                   the store's tracking URI, and the working directory it was resolved in
+    stores/<store>/<owner>.<seq>.jsonl   a producer's segment: one record per line, in order
+    stores/<store>/<owner>.<seq>.ack     how far the server has written that segment, and the run ids it made
 
-``owner`` is ``<pid>-<random>``, one per process (a new one after a fork); ``lane`` is a hash of the tracking
-URI (one journal per store); ``seq`` orders a lane's segments. A process creates its lock file before any
-segment and holds an exclusive lock on it for its life; the operating system releases that lock when the
-process dies, however it dies. A process whose writer starts tries each other owner's lock without waiting:
-getting it means the owner is dead and nobody else is replaying its files, so it adopts them (keeping the
-lock until it has written and deleted them).
+``owner`` is ``<start ns>-<pid>-<random>``: one per process (a new one after a fork), and names sort by start.
+The operating system releases a lock when its process dies, however it dies, so "the lock is free" means "that
+producer (or server) is gone".
 """
 
 from __future__ import annotations
@@ -26,12 +27,8 @@ from hashlib import sha1
 from pathlib import Path
 from typing import Any, Iterator
 
-from mltrack.writer import records
-from mltrack.writer._quiet import warn_once
-
-FORMAT = 1
 SEGMENT_MAX_BYTES = 8 << 20
-FSYNC_INTERVAL_S = 1.0
+CLOSED = '{"t":"z"}\n'  # a segment's last line once its producer moved on to the next one
 
 try:  # POSIX
     import fcntl as _fcntl
@@ -50,12 +47,75 @@ def default_dir() -> Path:
     return base / "journal"
 
 
-def lane_id(uri: str) -> str:
-    return sha1(uri.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+def fallback_dir() -> Path:
+    """Where the journal goes when the configured or default folder cannot be written (a read-only home)."""
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"mltrack-{uid}" / "journal"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) if needed; refuse a folder another user owns (its journal is never read)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if hasattr(os, "getuid"):
+        st = path.stat()
+        if st.st_uid != os.getuid():
+            raise PermissionError(f"{path} belongs to another user")
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    return path
+
+
+def open_private(path: Path, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader sees the old or the new content, never half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def store_id(uri: str) -> str:
+    return sha1(uri.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+# locks ---------------------------------------------------------------------------------------------------
+class Lock:
+    """An exclusive lock on a file, held until :meth:`release` or the process's death."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def try_take(cls, path: Path) -> "Lock | None":
+        """The lock if nobody holds it now, else None (never waits)."""
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
+        if _try_lock(fd):
+            return cls(path, fd)
+        os.close(fd)
+        return None
+
+    def release(self, remove: bool = False) -> None:
+        if self.fd < 0:
+            return
+        if remove:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        os.close(self.fd)  # closing the descriptor releases the lock
+        self.fd = -1
 
 
 def _try_lock(fd: int) -> bool:
-    """Take the exclusive lock on an open lock file without waiting; False when a live process holds it."""
     if _fcntl is not None:
         try:
             _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
@@ -72,301 +132,200 @@ def _try_lock(fd: int) -> bool:
         return False
 
 
-class Owner:
-    """One process's set of journal files, and the lock that says who replays them."""
-
-    def __init__(self, directory: Path, name: str, fd: int) -> None:
-        self.directory = directory
-        self.name = name
-        self.fd: int | None = fd
-        self.lanes_open = 0  # replay lanes still working on this (adopted) owner's segments
-
-    @property
-    def lock_path(self) -> Path:
-        return self.directory / f"{self.name}.lock"
-
-    @property
-    def ids_path(self) -> Path:
-        return self.directory / f"{self.name}.ids"
-
-    @classmethod
-    def create(cls, directory: Path) -> "Owner":
-        directory.mkdir(parents=True, exist_ok=True)
-        name = f"{os.getpid()}-{secrets.token_hex(4)}"
-        fd = os.open(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):  # pragma: no cover - a fresh random name cannot be locked by anyone else
-            os.close(fd)
-            raise OSError(f"cannot lock the new journal lock file for {name}")
-        os.write(fd, f"{os.getpid()}\n".encode())
-        return cls(directory, name, fd)
-
-    def segment_paths(self) -> list[Path]:
-        return sorted(self.directory.glob(f"{self.name}.*.jsonl"), key=_segment_order)
-
-    def record_ids(self, ids: dict[str, str]) -> None:
-        """Remember run ids learned from this owner's records (so a later replay needs no search)."""
-        with open(self.ids_path, "a", encoding="ascii") as fh:
-            fh.write(json.dumps(ids, separators=(",", ":")) + "\n")
-
-    def load_ids(self) -> dict[str, str]:
-        ids: dict[str, str] = {}
-        try:
-            with open(self.ids_path, encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    try:
-                        value = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(value, dict):
-                        ids.update({str(k): str(v) for k, v in value.items()})
-        except FileNotFoundError:
-            pass
-        return ids
-
-    def release(self, remove: bool) -> None:
-        """Give the files up: drop the lock, and delete the bookkeeping when ``remove`` and no segment is left."""
-        remove = remove and not self.segment_paths()
-        self.close_fd()
-        if remove:
-            for path in (self.ids_path, self.lock_path):
-                try:
-                    path.unlink()
-                except OSError:  # gone already, or (Windows) open elsewhere: the next adopter cleans it up
-                    pass
-
-    def close_fd(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:  # pragma: no cover
-                pass
-
-
-def _segment_order(path: Path) -> tuple[str, int]:
-    parts = path.name.split(".")
+def is_held(path: Path) -> bool:
+    """Does a live process hold the lock at ``path``? (Checks by taking it for a moment.)"""
+    if not path.exists():
+        return False
     try:
-        return parts[1], int(parts[2])
-    except (IndexError, ValueError):
-        return path.name, 0
+        lock = Lock.try_take(path)
+    except OSError:
+        return True
+    if lock is None:
+        return True
+    lock.release()
+    return False
+
+
+# the folder ----------------------------------------------------------------------------------------------
+class Folder:
+    """Paths of one journal folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.owners = root / "owners"
+        self.stores = root / "stores"
+        self.server_lock = root / "server.lock"
+        self.socket = root / "server.sock"
+        self.status = root / "status.json"
+
+    def prepare(self) -> "Folder":
+        for path in (self.root, self.owners, self.stores):
+            private_dir(path)
+        return self
+
+    def store_dir(self, uri: str, cwd: str | None = None) -> Path:
+        path = self.stores / store_id(uri)
+        if not (path / "uri").exists():
+            private_dir(path)
+            write_atomic(path / "uri", json.dumps({"uri": uri, "cwd": cwd or os.getcwd()}))
+        return path
+
+    def store_dirs(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        try:
+            entries = sorted(self.stores.iterdir())
+        except OSError:
+            return
+        for path in entries:
+            try:
+                meta = json.loads((path / "uri").read_text("utf-8"))
+            except (OSError, ValueError):
+                continue
+            yield path, meta
+
+    def owner_alive(self, owner: str) -> bool:
+        return is_held(self.owners / f"{owner}.lock")
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status.read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+
+def new_owner() -> str:
+    return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def owner_of(segment: Path) -> str:
+    return segment.name.split(".", 1)[0]
+
+
+def ack_path(segment: Path) -> Path:
+    return segment.with_suffix(".ack")
+
+
+def read_ack(segment: Path) -> tuple[int, bool]:
+    """How far the server has written ``segment`` (bytes), and whether a write past that was begun and maybe not
+    finished (a server died in it): what follows must then be replayed, looking up what may exist already."""
+    try:
+        data = json.loads(ack_path(segment).read_text("utf-8"))
+        offset = int(data.get("offset", 0))
+        return offset, int(data.get("writing", offset)) > offset
+    except (OSError, ValueError, TypeError):
+        return 0, False
+
+
+def write_ack(segment: Path, offset: int, writing: int | None = None) -> None:
+    """Record progress: ``offset`` is written; ``writing``, the end of a write begun now."""
+    data = {"offset": offset} if writing is None else {"offset": offset, "writing": writing}
+    write_atomic(ack_path(segment), json.dumps(data))
 
 
 class Segment:
-    """One journal file of one lane: appended by the spilling thread, read and acknowledged by the sender."""
+    """The producer's side of one segment: an append-only file it writes whole lines to."""
 
-    def __init__(self, owner: Owner, path: Path, uri: str, acked: int, size: int, pending: int) -> None:
-        self.owner = owner
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.uri = uri
-        self.acked = acked  # byte offset up to which every record is written to MLflow
-        self.size = size  # bytes known to be in the file (complete lines)
-        self.pending = pending  # records not yet acknowledged
-        self._wf: Any = None
-        self._rf: Any = None
-        self._last_sync = 0.0
-        self._dirty = False
+        self.fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self.size = os.fstat(self.fd).st_size
 
-    @property
-    def ack_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".ack")
-
-    # writing ------------------------------------------------------------------------------------------
-    @classmethod
-    def create(cls, owner: Owner, uri: str, lane: str, seq: int) -> "Segment":
-        """A new segment; ``lane`` names the writer's queue (a hash of the URI), ``seq`` orders it in the lane."""
-        path = owner.directory / f"{owner.name}.{lane}.{seq:08d}.jsonl"
-        header = json.dumps({"mltrack_journal": FORMAT, "uri": uri, "owner": owner.name, "pid": os.getpid(),
-                             "created": time.time()}, ensure_ascii=True) + "\n"
-        wf = open(path, "ab")
-        wf.write(header.encode("ascii"))
-        wf.flush()
-        segment = cls(owner, path, uri, acked=len(header), size=len(header), pending=0)
-        segment._wf = wf
-        segment._dirty = True
-        return segment
-
-    @property
-    def writable(self) -> bool:
-        return self._wf is not None
-
-    def append(self, lines: list[str]) -> int:
-        """Append records (already serialized, one per line); returns the new end offset. Raises OSError."""
-        if not lines:
-            return self.size
-        data = ("\n".join(lines) + "\n").encode("ascii")
-        self._wf.write(data)
-        self._wf.flush()  # in the OS now: survives the process being killed
+    def append(self, data: bytes) -> int:
+        """Write ``data`` (whole lines) and return the file's size after it: what the server must ack."""
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
         self.size += len(data)
-        self.pending += len(lines)
-        self._dirty = True
         return self.size
 
-    def sync(self, force: bool = False) -> None:
-        """fsync at most once a second (or now, when ``force``): survives a machine crash."""
-        if self._wf is None or not self._dirty:
+    def close(self, mark_closed: bool) -> None:
+        if self.fd < 0:
             return
-        now = time.monotonic()
-        if force or now - self._last_sync >= FSYNC_INTERVAL_S:
+        if mark_closed:
             try:
-                os.fsync(self._wf.fileno())
-            except OSError:  # pragma: no cover
+                self.append(CLOSED.encode())
+            except OSError:
                 pass
-            self._last_sync = now
-            self._dirty = False
-
-    @property
-    def full(self) -> bool:
-        return self.size >= SEGMENT_MAX_BYTES
-
-    def close_write(self) -> None:
-        wf, self._wf = self._wf, None
-        if wf is not None:
-            try:
-                wf.flush()
-                os.fsync(wf.fileno())
-            except OSError:  # pragma: no cover
-                pass
-            wf.close()
-
-    # reading ------------------------------------------------------------------------------------------
-    def read(self, max_records: int) -> tuple[list[dict[str, Any]], int, int]:
-        """Up to ``max_records`` unacknowledged records: (records, end offset, lines consumed incl. bad ones)."""
-        if self._rf is None:
-            self._rf = open(self.path, "rb")
-        rf = self._rf
-        rf.seek(self.acked)
-        out: list[dict[str, Any]] = []
-        offset, consumed = self.acked, 0
-        while len(out) < max_records:
-            line = rf.readline()
-            if not line.endswith(b"\n"):  # end of file, or a line still being written (or torn by a crash)
-                break
-            offset += len(line)
-            consumed += 1
-            try:
-                out.append(records.loads(line))
-            except ValueError:
-                _bad_line(self.path)
-        return out, offset, consumed  # ``size`` is the appending thread's to keep (under the writer's lock)
-
-    def ack(self, offset: int, count: int) -> None:
-        """Everything before ``offset`` is written to MLflow."""
-        self.acked = offset
-        self.pending = max(0, self.pending - count)
-        with open(self.ack_path, "a", encoding="ascii") as fh:
-            fh.write(f"{offset}\n")
-
-    def delete(self) -> None:
-        self.close_write()
-        if self._rf is not None:
-            self._rf.close()
-            self._rf = None
-        for path in (self.path, self.ack_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-
-    # adopting -----------------------------------------------------------------------------------------
-    @classmethod
-    def open_existing(cls, owner: Owner, path: Path) -> "Segment | None":
-        """A segment another (dead) process left; None when it holds nothing to replay."""
-        try:
-            with open(path, "rb") as fh:
-                header_line = fh.readline()
-                if not header_line.endswith(b"\n"):
-                    return None
-                header = json.loads(header_line)
-                start = len(header_line)
-                acked = max(start, _last_ack(path.with_name(path.name + ".ack")))
-                fh.seek(acked)
-                data = fh.read()
-        except (OSError, ValueError):
-            return None
-        if not isinstance(header, dict) or header.get("mltrack_journal") != FORMAT or not header.get("uri"):
-            return None
-        complete = data[:data.rfind(b"\n") + 1]
-        segment = cls(owner, path, str(header["uri"]), acked=acked, size=acked + len(complete),
-                      pending=complete.count(b"\n"))
-        return segment
+        os.close(self.fd)
+        self.fd = -1
 
 
-def _last_ack(path: Path) -> int:
-    best = 0
+def read_lines(path: Path, offset: int, max_bytes: int | None) -> tuple[list[bytes], int]:
+    """Whole lines of ``path`` from ``offset`` (at most about ``max_bytes``; None: all), and the offset after the
+    last one."""
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                line = line.strip()
-                if line.isdigit():
-                    best = max(best, int(line))
-    except FileNotFoundError:
-        pass
-    return best
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(-1 if max_bytes is None else max_bytes)
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        if max_bytes is not None and len(data) >= max_bytes:  # one line longer than a read: take it whole
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                line = handle.readline()
+            return ([line] if line.endswith(b"\n") else []), offset + (len(line) if line.endswith(b"\n") else 0)
+        return [], offset
+    return data[:end + 1].splitlines(), offset + end + 1
 
 
-def _bad_line(path: Path) -> None:
-    warn_once(f"journal-bad-line:{path}", f"mltrack: skipped an unreadable line in journal file {path}.")
+# what waits, for `mltrack journal` -----------------------------------------------------------------------
+class Waiting:
+    """What waits on disk for one store."""
+
+    def __init__(self, uri: str, path: Path) -> None:
+        self.uri = uri
+        self.path = path
+        self.records = 0
+        self.bytes = 0
+        self.oldest: float | None = None  # mtime of the oldest segment with something unwritten
+        self.segments: list[Path] = []
+        self.live_segments = 0  # of which a live process is still writing
 
 
-class Journal:
-    """A journal folder, from this process's side: its own files (created on first use) and adopted ones."""
-
-    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
-        self.directory = Path(directory).expanduser() if directory else default_dir()
-        self._own: Owner | None = None
-
-    def own(self) -> Owner:
-        """This process's owner (the folder and lock file are created now, on the first spill)."""
-        if self._own is None:
-            self._own = Owner.create(self.directory)
-        return self._own
-
-    @property
-    def has_own(self) -> bool:
-        return self._own is not None
-
-    def orphans(self) -> Iterator[tuple[Owner, list[Segment]]]:
-        """Owners whose process is dead and whose files nobody else replays; each is locked by us when yielded."""
-        if not self.directory.is_dir():
-            return
-        own_name = self._own.name if self._own is not None else None
-        names = {p.name.split(".")[0] for p in self.directory.glob("*.lock")}
-        names |= {p.name.split(".")[0] for p in self.directory.glob("*.jsonl")}
-        for name in sorted(names):
-            if name == own_name:
-                continue
+def waiting(folder: Folder) -> list[Waiting]:
+    """Per store: the records not written yet, their size, the oldest, whose producers still live."""
+    result = []
+    alive: dict[str, bool] = {}
+    for path, meta in folder.store_dirs():
+        entry = Waiting(str(meta.get("uri")), path)
+        for segment in sorted(path.glob("*.jsonl")):
+            offset = read_ack(segment)[0]
             try:
-                fd = os.open(self.directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                stat = segment.stat()
             except OSError:
                 continue
-            if not _try_lock(fd):
-                os.close(fd)  # a live process owns (or replays) it
+            if offset >= stat.st_size:
                 continue
-            owner = Owner(self.directory, name, fd)
-            segments = [s for s in (Segment.open_existing(owner, p) for p in owner.segment_paths()) if s is not None]
-            live = []
-            for segment in segments:
-                if segment.pending:
-                    live.append(segment)
-                else:
-                    segment.delete()
-            if not live:
-                for path in owner.segment_paths():  # unreadable leftovers: keep them out of the way
-                    try:
-                        path.rename(path.with_name(path.name + ".bad"))
-                    except OSError:
-                        pass
-                owner.release(remove=True)
+            lines, _ = read_lines(segment, offset, None)
+            records = sum(1 for line in lines if line.strip() and line != CLOSED.strip().encode())
+            if not records:
                 continue
-            yield owner, live
+            owner = owner_of(segment)
+            if owner not in alive:
+                alive[owner] = folder.owner_alive(owner)
+            entry.records += records
+            entry.bytes += stat.st_size - offset
+            entry.oldest = stat.st_mtime if entry.oldest is None else min(entry.oldest, stat.st_mtime)
+            entry.segments.append(segment)
+            entry.live_segments += alive[owner]
+        if entry.records:
+            result.append(entry)
+    return result
 
-    def close(self, remove_if_empty: bool) -> None:
-        own, self._own = self._own, None
-        if own is not None:
-            own.release(remove=remove_if_empty)
 
-    def forget_after_fork(self) -> None:
-        """In a forked child: let go of the parent's lock file descriptor (the parent still holds the lock)."""
-        own, self._own = self._own, None
-        if own is not None:
-            own.close_fd()
+def drop(entry: Waiting) -> tuple[int, int]:
+    """Delete what dead processes left for a store; returns (segments dropped, segments kept: live producers')."""
+    dropped = kept = 0
+    for segment in entry.segments:
+        if is_held(Folder(entry.path.parents[1]).owners / f"{owner_of(segment)}.lock"):
+            kept += 1
+            continue
+        for path in (segment, ack_path(segment), segment.with_suffix(".ids")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        dropped += 1
+    return dropped, kept

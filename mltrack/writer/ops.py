@@ -36,17 +36,12 @@ class CallFlags:
 @dataclass(slots=True)  # hot path: not frozen (5x cheaper to build)
 class LogCall:
     """One LLM call. ``processed`` and ``flags`` are None while the call waits to be priced (filled once, by
-    :meth:`RunHandle.settle`, before the writer encodes it). ``encoded`` holds ``(record,)`` once the writer
-    built its record ahead of time, while the writer process was busy with the batch before."""
+    :meth:`RunHandle.settle`, before the writer encodes it)."""
 
     handle: RunHandle
     processed: Processed | None
     flags: CallFlags | None
     budget_tag: str | None = None
-    encoded: tuple[Any, ...] | None = None
-
-    def priced(self) -> bool:
-        return self.processed is not None
 
 
 @dataclass(frozen=True)
@@ -65,14 +60,15 @@ class EndRun:
 
 
 class Barrier:
-    """Resolved once every operation submitted before it has been written (``ok``), or could not be (not ``ok``:
-    the store is down and they wait in the journal). The first resolution wins."""
+    """Resolved once every operation submitted before it is in the journal; ``targets`` then says how far each
+    segment must be written for all of them to be in MLflow. The first resolution wins."""
 
-    __slots__ = ("done", "ok")
+    __slots__ = ("done", "ok", "targets")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.ok = False
+        self.targets: dict[Any, int] = {}
 
     def resolve(self, ok: bool) -> None:
         if not self.done.is_set():
