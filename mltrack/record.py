@@ -21,6 +21,7 @@ class Usage:
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those written with a 1-hour TTL (Anthropic)
 
     @property
     def complete(self) -> bool:

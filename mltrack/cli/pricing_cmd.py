@@ -1,10 +1,13 @@
-"""``mltrack pricing list|show`` and ``mltrack cost``: the price table as users (and their overrides) see it."""
+"""``mltrack pricing list|show|update`` and ``mltrack cost``: the price table as users (and their overrides) see it."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from decimal import Decimal
 
+from mltrack.cli.money import format_usd
 from mltrack.record import Usage
 
 
@@ -12,7 +15,8 @@ def _table():
     from mltrack.config import get_settings
     from mltrack.engine.process import price_table
 
-    return price_table(get_settings().pricing)
+    settings = get_settings()
+    return price_table(settings.pricing, settings.pricing_dir)
 
 
 def _rate(value: Decimal | None) -> str:
@@ -65,9 +69,52 @@ def cmd_cost(args: argparse.Namespace) -> int:
                   cached_prompt_tokens=args.cached_tokens, cache_write_tokens=args.cache_write_tokens)
     cost = compute_cost(price, usage)
     print(f"model:      {price.model} ({price.provider})")
-    print(f"prompt:     {args.prompt_tokens} tokens -> ${cost.prompt.normalize():f}")
-    print(f"completion: {args.completion_tokens} tokens -> ${cost.completion.normalize():f}")
-    print(f"total:      ${cost.total.normalize():f}")
+    print(f"prompt:     {args.prompt_tokens} tokens -> {format_usd(cost.prompt)}")
+    print(f"completion: {args.completion_tokens} tokens -> {format_usd(cost.completion)}")
+    print(f"total:      {format_usd(cost.total)}")
+    return 0
+
+
+def cmd_pricing_update(args: argparse.Namespace) -> int:
+    """Regenerate the generated price files from genai-prices and print what changes for the user."""
+    import datetime as _dt
+    from pathlib import Path
+
+    from mltrack.config import get_settings
+    from mltrack.engine import price_update
+    from mltrack.engine.pricing import PriceTable, generated_dir, pricing_dir, user_pricing_dir
+    from mltrack.engine.price_files import has_price_files
+
+    settings = get_settings()
+    target = Path(args.out).expanduser() if args.out else user_pricing_dir(settings.pricing_dir)
+    current = target if has_price_files(target) else generated_dir()
+    before = PriceTable.layered(pricing_dir(), current)
+    providers, origin = price_update.read_source(Path(args.source) if args.source else None)
+    files = price_update.generate(providers, origin, _dt.datetime.now(_dt.timezone.utc).date())
+    if not files:
+        print(f"mltrack: {origin} has none of the providers mltrack prices; nothing written", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as scratch:
+        price_update.write_files(files, Path(scratch))
+        after = PriceTable.layered(pricing_dir(), Path(scratch))  # validates what would be written
+    if settings.pricing:
+        before, after = before.with_overrides(settings.pricing), after.with_overrides(settings.pricing)
+    changes = price_update.diff(before.models(), after.models())
+    for change in changes:
+        if change.kind == "added":
+            print(f"+ {change.provider}/{change.model}: {change.after}")
+        elif change.kind == "removed":
+            print(f"- {change.provider}/{change.model}: {change.before}")
+        else:
+            print(f"~ {change.provider}/{change.model}: {change.before} -> {change.after}")
+    counts = {kind: sum(1 for c in changes if c.kind == kind) for kind in ("added", "changed", "removed")}
+    summary = (f"{counts['added']} added, {counts['changed']} changed, {counts['removed']} removed "
+               f"({len(after.models())} models; prices from {origin}, USD per 1M tokens)")
+    if args.dry_run:
+        print(f"\ndry run: {summary}; nothing written (would write {target})")
+        return 0
+    price_update.write_files(files, target)
+    print(f"\n{summary}; written to {target}")
     return 0
 
 
@@ -80,6 +127,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     show = verbs.add_parser("show", help="one model's prices and where they came from")
     show.add_argument("model")
     show.set_defaults(func=cmd_pricing_show)
+    update = verbs.add_parser("update", help="refresh prices from genai-prices (installed, or a data file)")
+    update.add_argument("--from", dest="source", metavar="FILE",
+                        help="a genai-prices data.json to read instead of the installed genai-prices package")
+    update.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    update.add_argument("--out", metavar="DIR",
+                        help="folder to write (default: pricing_dir, else mltrack/pricing in the user config dir)")
+    update.set_defaults(func=cmd_pricing_update)
 
     cost = sub.add_parser("cost", help="what a call with these token counts costs")
     cost.add_argument("model")

@@ -60,6 +60,10 @@ KEYS: tuple[Key, ...] = (
         "Per provider, the model assumed when neither the call nor the tracker names one.",
         example={"openai": {"default_model": "gpt-4o-mini"},
                  "anthropic": {"default_model": "claude-3-5-haiku-latest"}}),
+    Key("pricing_dir", Str(path=True), None, "MLTRACK_PRICING_DIR",
+        "Folder of the prices `mltrack pricing update` writes and tracking reads (~ is expanded); null: "
+        "mltrack/pricing in the user config dir. Without price files there, the shipped prices are used.",
+        example="~/.config/mltrack/pricing", extension=True),
     Key("pricing", Pricing(), {}, None,
         "Add or override model prices, USD per 1M tokens (numbers, or strings for exact decimals).",
         example={"my-finetune": {"input": 1.0, "output": 2.0, "cached_input": 0.1, "cache_write": 1.25}}),

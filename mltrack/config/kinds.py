@@ -230,18 +230,18 @@ class Number:
             raise ValueError(self.expected) from None
 
 
-PROVIDER_FIELDS = ("default_model",)
+PROVIDER_FIELDS = ("default_model", "deployments")
 
 
 @dataclass(frozen=True)
 class Providers:
-    """Provider name -> {default_model: model name}."""
+    """Provider name -> {default_model: model name, deployments: {deployment: model}} (deployments: Azure)."""
 
     merge = True
 
     @property
     def label(self) -> str:
-        return "mapping: provider -> {default_model: string}"
+        return "mapping: provider -> {default_model: string, deployments?: {deployment: model}}"
 
     @property
     def expected(self) -> str:
@@ -266,7 +266,21 @@ class Providers:
             for field in entry:
                 if field not in PROVIDER_FIELDS:
                     sink.unknown(here, str(field), PROVIDER_FIELDS)
+            checked: dict[str, Any] = {}
+            if "deployments" in entry:
+                deployments = entry["deployments"]
+                if not isinstance(deployments, dict) or not all(
+                        isinstance(key, str) and key.strip() and isinstance(value, str) and value.strip()
+                        for key, value in deployments.items()):
+                    sink.bad(f"{here}.deployments", "a mapping of deployment name to model name, like "
+                             "{my-deployment: gpt-4o}", deployments)
+                    ok = False
+                    continue
+                checked["deployments"] = {key.strip(): value.strip() for key, value in deployments.items()}
             if "default_model" not in entry:
+                if checked:
+                    out[name] = checked
+                    continue
                 sink.missing(f"{here}.default_model", "a model name (string)")
                 ok = False
                 continue
@@ -275,7 +289,7 @@ class Providers:
                 sink.bad(f"{here}.default_model", "a model name (string)", model)
                 ok = False
                 continue
-            out[name] = {"default_model": model}
+            out[name] = {"default_model": model, **checked}
         return out if ok else BAD
 
     def from_env(self, text: str) -> Any:

@@ -23,6 +23,7 @@ class Settings:
     llm_cost_limit_error: float | None
     llm_providers: Mapping[str, Mapping[str, str]]
     pricing: Mapping[str, Mapping[str, float | int | str]]
+    pricing_dir: str | None
     auto_instrument: bool
     tags: Mapping[str, str]
     stream_include_usage: bool

@@ -14,13 +14,15 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from mltrack.engine.prices import PRICE_FIELDS, UNIT, ModelPrice, PriceTier, PricingDataError
+from mltrack.engine.prices import PRICE_FIELDS, RATE_FIELDS, UNIT, ModelPrice, PricePeriod, PriceTier, PricingDataError, Rates
 from mltrack.engine.prices import norm as _norm
 
-_FILE_FIELDS = ("provider", "source", "as_of", "unit", "prefixes", "models")
+_FILE_FIELDS = ("provider", "source", "as_of", "unit", "prefixes", "origin", "models")
 _FILE_REQUIRED = ("provider", "source", "as_of", "unit", "models")
-_MODEL_FIELDS = (*PRICE_FIELDS, "aliases", "tiers", "notes")
-_TIER_FIELDS = ("above_prompt_tokens", *PRICE_FIELDS)
+_MODEL_FIELDS = (*RATE_FIELDS, "aliases", "tiers", "service_tiers", "history", "notes", "source", "as_of", "origin")
+_TIER_FIELDS = ("above_prompt_tokens", *RATE_FIELDS)
+_PERIOD_FIELDS = ("until", *RATE_FIELDS, "tiers")
+_SERVICE_TIER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -144,6 +146,7 @@ def _tiers(value: Any, base: Mapping[str, Decimal | None], where: _Where) -> tup
             output=_rate(entry["output"], item, strings=False),
             cached_input=_optional_rate(entry, "cached_input", item, strings=False),
             cache_write=_optional_rate(entry, "cache_write", item, strings=False),
+            cache_write_1h=_optional_rate(entry, "cache_write_1h", item, strings=False),
         )
         for field in ("cached_input", "cache_write"):
             if base[field] is not None and getattr(tier, field) is None:
@@ -162,7 +165,7 @@ def _names(value: Any, where: _Where) -> tuple[str, ...]:
 
 
 def _as_of(value: Any, where: _Where) -> str:
-    here = where.at(field="as_of")
+    here = where if where.field else where.at(field="as_of")
     if isinstance(value, _dt.date):
         return value.isoformat()
     if not isinstance(value, str) or not _DATE_RE.match(value):
@@ -174,7 +177,7 @@ def _as_of(value: Any, where: _Where) -> str:
     return value
 
 
-def _model(name: Any, entry: Any, provider: str, source: str, as_of: str, where: _Where) -> ModelPrice:
+def _model(name: Any, entry: Any, provider: str, source: str, as_of: str, origin: str, where: _Where) -> ModelPrice:
     if not isinstance(name, str) or not name:
         raise where.error(f"model names must be non-empty strings, got {name!r}; quote the name")
     here = where.at(model=name)
@@ -187,10 +190,18 @@ def _model(name: Any, entry: Any, provider: str, source: str, as_of: str, where:
         "output": _rate(entry["output"], here.at(field="output"), strings=False),
         "cached_input": _optional_rate(entry, "cached_input", here, strings=False),
         "cache_write": _optional_rate(entry, "cache_write", here, strings=False),
+        "cache_write_1h": _optional_rate(entry, "cache_write_1h", here, strings=False),
     }
-    notes = entry.get("notes", "")
-    if not isinstance(notes, str):
-        raise here.at(field="notes").error("must be text")
+    texts = {}
+    for field in ("notes", "origin"):
+        value = entry.get(field, origin if field == "origin" else "")
+        if not isinstance(value, str):
+            raise here.at(field=field).error("must be text")
+        texts[field] = value.strip()
+    if "source" in entry:
+        source = _source(entry["source"], here)
+    if "as_of" in entry:
+        as_of = _as_of(entry["as_of"], here)
     return ModelPrice(
         model=name,
         provider=provider,
@@ -198,9 +209,61 @@ def _model(name: Any, entry: Any, provider: str, source: str, as_of: str, where:
         source=source,
         as_of=as_of,
         aliases=_names(entry["aliases"], here) if "aliases" in entry else (),
-        notes=notes.strip(),
+        service_tiers=_service_tiers(entry["service_tiers"], here) if "service_tiers" in entry else (),
+        history=_history(entry["history"], rates, here) if "history" in entry else (),
+        **texts,
         **rates,
     )
+
+
+def _partial_rates(entry: Mapping[str, Any], where: _Where) -> Rates:
+    return Rates(**{field: _optional_rate(entry, field, where, strings=False) for field in RATE_FIELDS})
+
+
+def _service_tiers(value: Any, where: _Where) -> tuple[tuple[str, Rates], ...]:
+    """``{flex: {input: ..., output: ...}, priority: {...}, batch: {...}}``: rates replacing the model's for calls
+    whose response reports that ``service_tier``; rates left out stay the model's."""
+    here = where.at(field="service_tiers")
+    if not isinstance(value, dict) or not value:
+        raise here.error("must be a mapping of service tier name to rates, like {flex: {input: 1.25, output: 5}}")
+    tiers = []
+    for name, entry in value.items():
+        item = where.at(field=f"service_tiers.{name}")
+        if not isinstance(name, str) or not _SERVICE_TIER_RE.match(name):
+            raise here.error(f"tier names must be lower-case words like 'flex', got {name!r}")
+        if not isinstance(entry, dict) or not entry:
+            raise item.error("must be a mapping of rates like {input: 1.25, output: 5}")
+        _check_fields(entry, RATE_FIELDS, item, "a service tier")
+        tiers.append((name, _partial_rates(entry, item)))
+    return tuple(tiers)
+
+
+def _history(value: Any, base: Mapping[str, Decimal | None], where: _Where) -> tuple[PricePeriod, ...]:
+    """``[{until: "2025-08-01", input: ..., output: ...}, ...]``: the rates of calls made before ``until`` (UTC),
+    oldest first; the model's own rates apply from the last ``until`` on."""
+    here = where.at(field="history")
+    if not isinstance(value, list) or not value:
+        raise here.error("must be a non-empty list of {until: \"YYYY-MM-DD\", input: ..., output: ...} entries")
+    periods: list[PricePeriod] = []
+    for index, entry in enumerate(value):
+        item = where.at(field=f"history[{index}]")
+        if not isinstance(entry, dict):
+            raise item.error("must be a mapping like {until: \"2025-08-01\", input: 3, output: 15}")
+        _check_fields(entry, _PERIOD_FIELDS, item, "a price period")
+        _require(entry, ("until", "input", "output"), item, "price period")
+        until = _as_of(entry["until"], item.at(field="until"))
+        if periods and until <= periods[-1].until:
+            raise item.error("periods must be listed oldest first, with strictly increasing 'until' dates")
+        rates = {field: _optional_rate(entry, field, item, strings=False) for field in RATE_FIELDS}
+        tiers = _tiers(entry["tiers"], rates, item) if "tiers" in entry else ()
+        periods.append(PricePeriod(until=until, rates=Rates(**rates), tiers=tiers))
+    return tuple(periods)
+
+
+def _source(value: Any, where: _Where) -> str:
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise where.at(field="source").error(f"must be the URL the prices were taken from, got {value!r}")
+    return value
 
 
 def _read(path: Path) -> Mapping[str, Any]:
@@ -224,9 +287,7 @@ def _parse_file(path: Path) -> tuple[str, tuple[ModelPrice, ...], tuple[str, ...
     provider = data["provider"]
     if not isinstance(provider, str) or not _PROVIDER_RE.match(provider):
         raise where.at(field="provider").error(f"must be a lower-case provider name like 'openai', got {provider!r}")
-    source = data["source"]
-    if not isinstance(source, str) or not source.startswith(("https://", "http://")):
-        raise where.at(field="source").error(f"must be the URL the prices were taken from, got {source!r}")
+    source = _source(data["source"], where)
     as_of = _as_of(data["as_of"], where)
     if data["unit"] != UNIT:
         raise where.at(field="unit").error(f"must be {UNIT!r}, got {data['unit']!r}; convert the prices")
@@ -238,7 +299,10 @@ def _parse_file(path: Path) -> tuple[str, tuple[ModelPrice, ...], tuple[str, ...
     models = data["models"]
     if not isinstance(models, dict) or not models:
         raise where.at(field="models").error("must be a non-empty mapping of model name to prices")
-    prices = tuple(_model(name, entry, provider, source, as_of, where) for name, entry in models.items())
+    origin = data.get("origin") or ""
+    if not isinstance(origin, str):
+        raise where.at(field="origin").error("must be text naming where generated prices came from")
+    prices = tuple(_model(name, entry, provider, source, as_of, origin, where) for name, entry in models.items())
     return provider, prices, tuple(_norm(prefix) for prefix in prefixes)
 
 
@@ -270,6 +334,11 @@ def load_prices(directory: Path | None) -> tuple[tuple[ModelPrice, ...], tuple[s
         prices.extend(file_prices)
         prefixes.extend(file_prefixes)
     return tuple(prices), tuple(dict.fromkeys(prefixes))
+
+
+def has_price_files(directory: Path | None) -> bool:
+    """Does ``directory`` exist and hold at least one ``*.yml``?"""
+    return directory is not None and Path(directory).is_dir() and any(Path(directory).glob("*.yml"))
 
 
 def pricing_dir() -> Path:

@@ -6,13 +6,14 @@ unknown model is never priced at $0. The files themselves are read in :mod:`mltr
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
-from mltrack.engine.price_files import load_prices, parse_override
+from mltrack.engine.price_files import has_price_files, load_prices, parse_override, pricing_dir
 from mltrack.engine.prices import ModelPrice
 from mltrack.engine.prices import norm as _norm
 
@@ -50,9 +51,29 @@ class PriceTable:
 
     @classmethod
     def from_directory(cls, directory: Path | None = None) -> PriceTable:
-        """A table of every price file in ``directory`` (default: the shipped prices)."""
+        """A table of every price file in ``directory`` (default: the shipped hand-checked prices only)."""
         prices, prefixes = load_prices(directory)
         return cls(prices, prefixes)
+
+    @classmethod
+    def layered(cls, checked: Path, generated: Path | None) -> PriceTable:
+        """Hand-checked prices (``checked``) on top of generated ones (``generated``, from genai-prices): a
+        generated model whose name a hand-checked entry already has is left out; a generated alias
+        another model already has is ignored."""
+        prices, prefixes = load_prices(checked)
+        if not has_price_files(generated):
+            return cls(prices, prefixes)
+        more, more_prefixes = load_prices(generated)
+        taken = {_norm(name): price.provider for price in prices for name in (price.model, *price.aliases)}
+        kept = []
+        for price in more:
+            owner = taken.get(_norm(price.model))
+            if owner is None:
+                kept.append(price)
+            elif owner != price.provider and f"{_norm(price.provider)}/{_norm(price.model)}" not in taken:
+                kept.append(replace(price, model=f"{price.provider}/{price.model}"))  # e.g. groq's copy of a
+                # model whose bare name a hand-checked entry of another provider has
+        return cls((*prices, *kept), (*prefixes, *more_prefixes))
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -85,8 +106,10 @@ class PriceTable:
         return found  # type: ignore[return-value]
 
     def _resolve(self, name: str, provider: str) -> ModelPrice | None:
-        if provider and f"{provider}/{name}" in self._index:
-            return self._index[f"{provider}/{name}"]
+        if provider:
+            qualified = self._index.get(f"{provider}/{name}")
+            if qualified is not None and (qualified.provider == provider or not qualified.provider):
+                return qualified
         forms = self._forms(name)
         for form in forms:
             if form in self._index:
@@ -155,7 +178,26 @@ def _strip_snapshot(name: str) -> str | None:
     return None
 
 
+def user_pricing_dir(setting: str | Path | None = None) -> Path:
+    """Where ``mltrack pricing update`` writes and tracking reads the user's refreshed prices: the
+    ``pricing_dir`` setting, else ``mltrack/pricing`` in the user config dir (``$XDG_CONFIG_HOME``,
+    ``~/.config``, or ``%APPDATA%`` on Windows)."""
+    if setting:
+        return Path(setting).expanduser()
+    if os.name == "nt" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "mltrack" / "pricing"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "mltrack" / "pricing"
+
+
+def generated_dir() -> Path:
+    """The shipped generated prices (``pricing/generated``, made by ``mltrack pricing update``)."""
+    return pricing_dir() / "generated"
+
+
 @functools.cache
-def default_table() -> PriceTable:
-    """The shipped prices, parsed and validated once per process."""
-    return PriceTable.from_directory()
+def default_table(user_dir: Path | None = None) -> PriceTable:
+    """mltrack's hand-checked prices on top of the generated ones: the user's refreshed table in ``user_dir``
+    when it holds price files, else the shipped one. Parsed and validated once per process."""
+    generated = Path(user_dir) if has_price_files(user_dir) else generated_dir()
+    return PriceTable.layered(pricing_dir(), generated)

@@ -47,20 +47,32 @@ class Processed:
     response_text: str | None
 
 
-_table_cache: tuple[Any, _pricing.PriceTable] | None = None
+_table_cache: tuple[Any, Any, _pricing.PriceTable] | None = None
 
 
-def price_table(overrides: Mapping[str, Any] | None) -> _pricing.PriceTable:
-    """The shipped prices with the user's ``pricing`` overrides on top (rebuilt only when they change)."""
+def price_table(overrides: Mapping[str, Any] | None, user_dir: Any = None) -> _pricing.PriceTable:
+    """The price table (the user's refreshed prices in ``user_dir`` when there are any, else the shipped ones)
+    with the user's ``pricing`` overrides on top; rebuilt only when either changes."""
     global _table_cache
     cached = _table_cache
-    if cached is not None and cached[0] is overrides:
-        return cached[1]
-    table = _pricing.default_table()
+    if cached is not None and cached[0] is overrides and cached[1] == user_dir:
+        return cached[2]
+    table = _pricing.default_table(_pricing.user_pricing_dir(user_dir))
     if overrides:
         table = table.with_overrides(overrides)
-    _table_cache = (overrides, table)
+    _table_cache = (overrides, user_dir, table)
     return table
+
+
+def _azure_model(providers_config: Mapping[str, Any] | None, deployment: str) -> str | None:
+    """The model an Azure deployment serves, from ``llm_providers.azure.deployments``."""
+    entry = (providers_config or {}).get("azure")
+    deployments = entry.get("deployments") if isinstance(entry, Mapping) else None
+    return deployments.get(deployment) if isinstance(deployments, Mapping) else None
+
+
+def _day(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
 
 
 def _default_model(providers_config: Mapping[str, Any] | None, provider: str | None) -> str | None:
@@ -78,7 +90,8 @@ def _fill_tokens(usage: Usage | None, prompt: Any, text: str | None, model: str 
     if usage is not None and usage.complete:
         if usage.total_tokens is None:
             usage = Usage(usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens + usage.completion_tokens,
-                          usage.cached_prompt_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+                          usage.cached_prompt_tokens, usage.cache_write_tokens, usage.reasoning_tokens,
+                          usage.cache_write_1h_tokens)
         return usage, False
     if usage is None and failed and text is None:
         return Usage(0, 0, 0), False
@@ -90,7 +103,7 @@ def _fill_tokens(usage: Usage | None, prompt: Any, text: str | None, model: str 
     if completion_tokens is None:
         completion_tokens = tokens.count_completion_tokens(text, model) if text else 0
     return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, usage.cached_prompt_tokens,
-                 usage.cache_write_tokens, usage.reasoning_tokens), True
+                 usage.cache_write_tokens, usage.reasoning_tokens, usage.cache_write_1h_tokens), True
 
 
 def freeze_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -160,12 +173,21 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
 
     cost: CostBreakdown | None = None
     if model:
-        price = price_table(settings.pricing).lookup(model, provider)
-        if price is None:
+        table = price_table(settings.pricing, getattr(settings, "pricing_dir", None))
+        priced_as = model
+        if provider == "azure":
+            priced_as = _azure_model(settings.llm_providers, model) or model
+        price = table.lookup(priced_as, provider)
+        if price is None and provider == "azure":
+            _safety.warn_once(f"unpriced-model:{model}", f"mltrack: no price known for Azure deployment {model!r}; its "
+                              "tokens are logged but not its cost. Name the model it serves in .mltrack.yml: "
+                              f"llm_providers: {{azure: {{deployments: {{{model}: gpt-4o}}}}}}")
+        elif price is None:
             _safety.warn_once(f"unpriced-model:{model}", f"mltrack: no price known for model {model!r}; its tokens are "
                               "logged but not its cost. Add it under 'pricing:' in .mltrack.yml.")
         else:
-            cost = compute_cost(price, usage)
+            tier = extracted.service_tier if extracted is not None else None
+            cost = compute_cost(price, usage, tier, _day(raw.timestamp) if price.history else None)
             provider = provider or price.provider or None
 
     snapshot = handle.add(usage, cost, model, provider, raw.error is not None) if handle is not None else None

@@ -90,6 +90,7 @@ class Extracted:
     text: str | None
     usage: Usage | None
     kind: str = "chat"
+    service_tier: str | None = None  # as the response reports it (OpenAI: default, flex, priority, ...)
 
 
 @dataclass(slots=True)  # hot path: not frozen (5x cheaper to build); never mutated after creation

@@ -61,6 +61,8 @@ def extract_usage(obj: Any) -> Usage:
     total = as_int(get(obj, "total_tokens"))
     prompt, completion = fill_parts(prompt, completion, total)
     reasoning = as_int(get(get(obj, "output_tokens_details"), "thinking_tokens")) or 0
+    creation = get(obj, "cache_creation")  # {ephemeral_5m_input_tokens, ephemeral_1h_input_tokens}
+    writes_1h = (as_int(get(creation, "ephemeral_1h_input_tokens")) or 0) if creation is not None else 0
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -68,6 +70,7 @@ def extract_usage(obj: Any) -> Usage:
         cached_prompt_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
+        cache_write_1h_tokens=min(writes_1h, cache_write),
     )
 
 

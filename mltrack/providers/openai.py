@@ -96,7 +96,7 @@ def extract_response(obj: Any) -> Extracted:
     raw_usage = get(obj, "usage")
     usage = extract_usage(raw_usage) if raw_usage is not None else None
     return Extracted(provider="openai", model=text_or_none(get(obj, "model")), text=text_or_none(text), usage=usage,
-                     kind=kind or "chat")
+                     kind=kind or "chat", service_tier=text_or_none(get(obj, "service_tier")))
 
 
 def is_usage(obj: Any) -> bool:
