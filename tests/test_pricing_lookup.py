@@ -97,8 +97,8 @@ def test_dated_snapshot_with_its_own_entry_wins(table: PriceTable) -> None:
 
 
 @pytest.mark.parametrize("name", [
-    "my-own-model", "", "   ", "gpt-4o-ultra", "claude-3-5-sonnet-20990101",
-    "mistral-large-latest", "mistral-large-2512", "mistral-small-2603", "openai/", "models/",
+    "my-own-model", "", "   ", "gpt-4o-ultra", "claude-9-sonnet-20990101",
+    "mistral-large-latest", "mistral-large-2912", "mistral-small-2903", "openai/", "models/",
 ])
 def test_unknown_model_is_none(table: PriceTable, name: str) -> None:
     assert table.lookup(name) is None
