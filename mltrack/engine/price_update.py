@@ -37,6 +37,7 @@ PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aws": ("bedrock", ("bedrock/", "us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.")),
     "azure": ("azure", ("azure/", "azure_ai/")),
 }
+_ALL_PREFIXES = tuple(prefix for _, prefixes in PROVIDERS.values() for prefix in prefixes if prefix.endswith("/"))
 _RATES = {"input_mtok": "input", "output_mtok": "output", "cache_read_mtok": "cached_input",
           "cache_write_mtok": "cache_write", "cache_write_1h_mtok": "cache_write_1h"}
 
@@ -208,6 +209,8 @@ def generate(providers: list[Mapping[str, Any]], origin: str, today: _dt.date) -
             owner[_norm(key)] = name
             aliases = []
             for alias in _names(model.get("match")):
+                if alias.startswith(_ALL_PREFIXES):
+                    continue  # "anthropic/claude-sonnet-4": the lookup strips the prefix and finds the provider's own
                 if _norm(alias) not in owner:
                     owner[_norm(alias)] = name
                     aliases.append(alias)

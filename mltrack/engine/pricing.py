@@ -65,6 +65,8 @@ class PriceTable:
             return cls(prices, prefixes)
         more, more_prefixes = load_prices(generated)
         taken = {_norm(name): price.provider for price in prices for name in (price.model, *price.aliases)}
+        same = {(price.provider, _norm(price.model)): price for price in more}
+        prices = tuple(_fill_from(price, same) for price in prices)
         kept = []
         for price in more:
             owner = taken.get(_norm(price.model))
@@ -162,6 +164,26 @@ class PriceTable:
         if extra:
             prices = [_without_aliases(price, extra) for price in prices]
         return PriceTable((*added, *prices), self._prefixes)
+
+
+def _fill_from(price: ModelPrice, generated: Mapping[tuple[str, str], ModelPrice]) -> ModelPrice:
+    """A hand-checked price with what only the generated entry of the same model has: service tiers, price
+    history, the 1-hour cache-write rate. The hand-checked rates themselves always stay."""
+    if price.service_tiers and price.history and price.cache_write_1h is not None:
+        return price
+    other = next((found for name in (price.model, *price.aliases)
+                  if (found := generated.get((price.provider, _norm(name)))) is not None), None)
+    if other is None:
+        return price
+    return replace(price, service_tiers=price.service_tiers or other.service_tiers,
+                   history=price.history or _older(other.history, price),
+                   cache_write_1h=price.cache_write_1h if price.cache_write_1h is not None else (
+                       other.cache_write_1h if price.cache_write is not None else None))
+
+
+def _older(history: tuple, price: ModelPrice) -> tuple:
+    """Generated price periods that end on or before the hand-checked prices were checked."""
+    return tuple(period for period in history if period.until <= price.as_of)
 
 
 def _without_aliases(price: ModelPrice, names: set[str]) -> ModelPrice:

@@ -43,7 +43,7 @@ def extract_response(obj: Any) -> Extracted:
     raw_usage = get(obj, "usage")
     usage = extract_usage(raw_usage) if raw_usage is not None else None
     return Extracted(provider="anthropic", model=text_or_none(get(obj, "model")), text=_text(get(obj, "content")),
-                     usage=usage)
+                     usage=usage, service_tier=text_or_none(get(raw_usage, "service_tier")))
 
 
 def is_usage(obj: Any) -> bool:

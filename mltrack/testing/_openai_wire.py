@@ -26,6 +26,12 @@ def _model(body: Mapping[str, Any], ctx: Context) -> str:
     return str(body.get("model") or ctx.deployment or "fake-model")
 
 
+def _service_tier(body: Mapping[str, Any]) -> str:
+    """The tier OpenAI reports having used: the requested flex / priority / scale, else default (for auto too)."""
+    tier = body.get("service_tier")
+    return tier if tier in ("flex", "priority", "scale", "default") else "default"
+
+
 def _include_usage(body: Mapping[str, Any]) -> bool:
     """Whether a stream must end with a usage chunk (stream_options.include_usage)."""
     options = body.get("stream_options")
@@ -108,7 +114,7 @@ def chat_completions(body: Mapping[str, Any], script: ScriptedReply, ctx: Contex
         "model": a.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": openai_finish(a)}],
         "usage": _chat_usage(a),
-        "service_tier": "default",
+        "service_tier": _service_tier(body),
         "system_fingerprint": FINGERPRINT,
     }
     return JsonReply(200, payload, _headers(ctx, script))
@@ -271,7 +277,7 @@ def _response_obj(body: Mapping[str, Any], a: Answer, ctx: Context, done: bool) 
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
+        "service_tier": _service_tier(body),
         "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}},
