@@ -166,6 +166,17 @@ def test_valid_minimal_file_loads(tmp_path: Path) -> None:
     pytest.param(VALID + "    aliases: acme-l\n",
         [r"acme\.yml", "'aliases'", "list"], id='aliases-not-list'),
     pytest.param("provider: [acme\n", [r"acme\.yml", "not valid YAML"], id='bad-yaml'),
+    pytest.param(VALID + "    service_tiers: {Flex: {input: 1.0}}\n",
+        [r"acme\.yml", "acme-large", "service_tiers", "lower-case"], id='service-tier-name'),
+    pytest.param(VALID + "    service_tiers: {flex: {inptu: 1.0}}\n",
+        [r"acme\.yml", "inptu", "unknown field in service tier 'flex'"], id='service-tier-field'),
+    pytest.param(VALID + "    history:\n      - {until: \"2025-06-10\", input: 10, output: 40}\n"
+             "      - {until: \"2025-01-01\", input: 9, output: 30}\n",
+        [r"history\[1\]", "oldest first"], id='history-order'),
+    pytest.param(VALID + "    history:\n      - {input: 10, output: 40}\n",
+        [r"history\[0\]\.until", "missing"], id='history-without-until'),
+    pytest.param(VALID + "    history:\n      - {until: \"June\", input: 10, output: 40}\n",
+        [r"history\[0\]\.until", "first day of the next prices", "YYYY-MM-DD"], id='history-bad-date'),
 ])
 def test_broken_file_is_rejected_with_a_fix(tmp_path: Path, text: str, expected: list[str]) -> None:
     with pytest.raises(PricingDataError) as info:
@@ -274,3 +285,96 @@ def test_cross_check_catches_an_undocumented_disagreement() -> None:
     documented = ModelPrice(model="gpt-4o", provider="openai", input=Decimal("9.99"), output=ours.output,
                             cached_input=ours.cached_input, notes="genai-prices says 2.50; ours is a test")
     assert _undocumented_disagreements(documented, theirs) == []
+
+
+# --- coverage of, and agreement with, the pinned genai-prices ------------------------------------------------
+
+_PER_TOKEN = [("input_mtok", "input"), ("output_mtok", "output"), ("cache_read_mtok", "cached_input"),
+              ("cache_write_mtok", "cache_write"), ("cache_write_1h_mtok", "cache_write_1h")]
+
+
+def _genai_models():
+    """(mltrack provider, genai model, its prices now) for the per-token models of the providers mltrack covers."""
+    import datetime as dt
+
+    genai_prices = pytest.importorskip("genai_prices")
+    from genai_prices.data import providers
+
+    from mltrack.engine.price_update import PROVIDERS as MAPPED
+
+    assert genai_prices  # imported for the skip
+    now = dt.datetime.now(dt.timezone.utc)
+    for provider in providers:
+        if provider.id in MAPPED:
+            for model in provider.models:
+                prices = model.get_prices(now)
+                if prices.input_mtok is not None or prices.output_mtok is not None:
+                    yield MAPPED[provider.id][0], model, prices
+
+
+def test_genai_prices_is_the_version_the_dev_extra_pins() -> None:
+    from importlib.metadata import version
+
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    pinned = re.search(r'"genai-prices==([^"]+)"', pyproject)
+    assert pinned is not None, "the dev extra must pin genai-prices=="
+    assert version("genai-prices") == pinned.group(1)
+
+
+def test_coverage_of_genai_prices_models_per_provider() -> None:
+    """>= 95 % of each provider's per-token (chat, completion, embedding) models in genai-prices are priced."""
+    table = default_table()
+    counts: dict[str, list[int]] = {}
+    missing = []
+    for provider, model, _ in _genai_models():
+        priced = table.lookup(model.id, provider) is not None
+        counts.setdefault(provider, [0, 0])
+        counts[provider][0] += priced
+        counts[provider][1] += 1
+        if not priced:
+            missing.append(f"{provider}/{model.id}")
+    assert set(counts) == {"openai", "anthropic", "google", "mistral", "deepseek", "xai", "groq", "together",
+                           "bedrock", "azure"}
+    for provider, (priced, total) in counts.items():
+        assert priced >= 0.95 * total, (provider, priced, total, missing)
+    assert sum(p for p, _ in counts.values()) >= 500
+
+
+def _disagreements() -> dict[str, list[str]]:
+    """mltrack model -> what differs from genai-prices today (base rates, and the long-context tier thresholds)."""
+    import datetime as dt
+
+    from genai_prices.types import TieredPrices
+
+    from mltrack.engine.cost import rates_for
+
+    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    table = default_table()
+    found: dict[str, list[str]] = {}
+    for provider, model, prices in _genai_models():
+        ours = table.lookup(model.id, provider)
+        if ours is None:
+            continue
+        rates = dict(zip([f for _, f in _PER_TOKEN], rates_for(ours, 0, None, day)))
+        for theirs, field in _PER_TOKEN:
+            value = getattr(prices, theirs)
+            base = value.base if isinstance(value, TieredPrices) else value
+            if base is not None and rates[field] != base:
+                found.setdefault(ours.model, []).append(f"{field} {rates[field]} vs {base}")
+        starts = sorted({tier.start for theirs, _ in _PER_TOKEN if isinstance(getattr(prices, theirs), TieredPrices)
+                         for tier in getattr(prices, theirs).tiers})
+        period = ours.period_for(day)
+        mine = sorted(tier.above_prompt_tokens for tier in (period.tiers if period else ours.tiers))
+        if mine != starts:
+            found.setdefault(ours.model, []).append(f"tiers {mine} vs {starts}")
+    return found
+
+
+def test_every_disagreement_with_genai_prices_is_listed_in_the_docs() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "pricing.md").read_text()
+    section = docs.split("## Where mltrack and genai-prices disagree", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in section.splitlines() if line.startswith("| `")}
+    found = _disagreements()
+    assert found, "the cross-check found nothing at all: is it still comparing?"
+    for model, problems in found.items():
+        assert model in rows, f"{model}: {problems} is not listed in docs/pricing.md"

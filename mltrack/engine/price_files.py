@@ -164,12 +164,12 @@ def _names(value: Any, where: _Where) -> tuple[str, ...]:
     return tuple(alias.strip() for alias in value)
 
 
-def _as_of(value: Any, where: _Where) -> str:
+def _as_of(value: Any, where: _Where, what: str = "the date the prices were checked") -> str:
     here = where if where.field else where.at(field="as_of")
     if isinstance(value, _dt.date):
         return value.isoformat()
     if not isinstance(value, str) or not _DATE_RE.match(value):
-        raise here.error(f"must be the date the prices were checked, as \"YYYY-MM-DD\", got {value!r}")
+        raise here.error(f"must be {what}, as \"YYYY-MM-DD\", got {value!r}")
     try:
         _dt.date.fromisoformat(value)
     except ValueError:
@@ -233,7 +233,7 @@ def _service_tiers(value: Any, where: _Where) -> tuple[tuple[str, Rates], ...]:
             raise here.error(f"tier names must be lower-case words like 'flex', got {name!r}")
         if not isinstance(entry, dict) or not entry:
             raise item.error("must be a mapping of rates like {input: 1.25, output: 5}")
-        _check_fields(entry, RATE_FIELDS, item, "a service tier")
+        _check_fields(entry, RATE_FIELDS, item, f"service tier {name!r}")
         tiers.append((name, _partial_rates(entry, item)))
     return tuple(tiers)
 
@@ -250,8 +250,11 @@ def _history(value: Any, base: Mapping[str, Decimal | None], where: _Where) -> t
         if not isinstance(entry, dict):
             raise item.error("must be a mapping like {until: \"2025-08-01\", input: 3, output: 15}")
         _check_fields(entry, _PERIOD_FIELDS, item, "a price period")
-        _require(entry, ("until", "input", "output"), item, "price period")
-        until = _as_of(entry["until"], item.at(field="until"))
+        if entry.get("until") is None:
+            raise where.at(field=f"history[{index}].until").error("missing; every price period needs 'until'")
+        _require(entry, ("input", "output"), item, "price period")
+        until = _as_of(entry["until"], where.at(field=f"history[{index}].until"),
+                       "the first day of the next prices (UTC)")
         if periods and until <= periods[-1].until:
             raise item.error("periods must be listed oldest first, with strictly increasing 'until' dates")
         rates = {field: _optional_rate(entry, field, item, strings=False) for field in RATE_FIELDS}
