@@ -89,6 +89,7 @@ def test_report_per_model_and_tag_with_plots(store, capsys, tmp_path):
     assert main(["report", "--by", "model", "--since", "1h", "--plot", str(plots)]) == 0
     out = capsys.readouterr().out
     assert "4 calls in 2 runs" in out and "gpt-4o-mini" in out and "50.0%" in out
+    assert "$0.000420" in out  # gpt-4o-mini's cost, in dollars with three significant digits
     pngs = sorted(p.name for p in plots.glob("*.png"))
     assert pngs == ["calls_by_model.png", "cost_usd_by_model.png", "latency_p95_ms_by_model.png",
                     "total_tokens_by_model.png"]

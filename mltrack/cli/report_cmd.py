@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mltrack.cli.money import format_usd
 from mltrack.cli.report_data import Group, collect, group_by, parse_window
 
 
@@ -34,7 +35,7 @@ def render_table(groups: list[Group], by: str) -> str:
               "p50_ms", "p95_ms")
     rows = [header] + [(
         g.key, str(g.calls), str(g.errors), f"{g.error_rate:.1%}", str(g.prompt_tokens), str(g.completion_tokens),
-        str(g.total_tokens), f"{g.cost:.6f}" + ("*" if g.unpriced_calls else ""), _fmt_ms(g.latency_p50),
+        str(g.total_tokens), format_usd(g.cost) + ("*" if g.unpriced_calls else ""), _fmt_ms(g.latency_p50),
         _fmt_ms(g.latency_p95)) for g in groups]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
