@@ -37,7 +37,7 @@ class _DuplicateKey(yaml.YAMLError):
         self.line = line
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml parses ~5x faster
     """Safe YAML that reads floats as exact Decimals and refuses duplicate keys (PyYAML keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
