@@ -152,6 +152,31 @@ def test_openai_service_tier_through_the_sdk(store, fake_llm, openai_client, ins
     assert Decimal(line["total_cost"]) == (3000 * rates[0] + 500 * rates[1]) / M
 
 
+def test_openai_stream_priced_at_its_service_tier(store, fake_llm, openai_client, instrumented):
+    fake_llm.queue(ScriptedReply(text="one two", usage={"prompt_tokens": 3000, "completion_tokens": 500,
+                                                        "total_tokens": 3500}))
+    with mltrack.track_llm_context("tiered-stream"):
+        chunks = list(openai_client.chat.completions.create(
+            model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}], service_tier="flex", stream=True))
+    assert chunks[0].service_tier == "flex"
+    assert mltrack.flush(timeout=30)
+    line = store.artifact_lines(store.run_named("tiered-stream").info.run_id)[0]
+    assert Decimal(line["total_cost"]) == (3000 * Decimal("0.125") + 500 * Decimal(1)) / M
+
+
+def test_anthropic_stream_one_hour_cache_writes(store, fake_llm, anthropic_client, instrumented):
+    usage = {"input_tokens": 40, "output_tokens": 12, "cache_read_input_tokens": 0,
+             "cache_creation_input_tokens": 1000,
+             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1000}}
+    fake_llm.queue(ScriptedReply(text="streamed", usage=usage))
+    with mltrack.track_llm_context("cache-1h-stream"):
+        list(anthropic_client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=64, stream=True,
+                                              messages=[{"role": "user", "content": "Hello"}]))
+    assert mltrack.flush(timeout=30)
+    line = store.artifact_lines(store.run_named("cache-1h-stream").info.run_id)[0]
+    assert Decimal(line["total_cost"]) == (40 * Decimal(3) + 1000 * Decimal(6) + 12 * Decimal(15)) / M
+
+
 def test_azure_deployment_priced_as_its_model(store, fake_llm, instrumented):
     mltrack.configure(llm_providers={"azure": {"deployments": {"prod-chat": "gpt-4o"}}})
     client = openai.AzureOpenAI(azure_endpoint=fake_llm.azure_endpoint, api_version="2024-10-21", api_key="az",

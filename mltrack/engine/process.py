@@ -35,6 +35,7 @@ class RawCall:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     timestamp: float = field(default_factory=time.time)
+    service_tier: str | None = None  # as a stream reported it (a response object carries its own)
 
 
 @dataclass(slots=True)  # hot path: not frozen (5x cheaper to build); never mutated after creation
@@ -186,7 +187,7 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
             _safety.warn_once(f"unpriced-model:{model}", f"mltrack: no price known for model {model!r}; its tokens are "
                               "logged but not its cost. Add it under 'pricing:' in .mltrack.yml.")
         else:
-            tier = extracted.service_tier if extracted is not None else None
+            tier = raw.service_tier or (extracted.service_tier if extracted is not None else None)
             cost = compute_cost(price, usage, tier, _day(raw.timestamp) if price.history else None)
             provider = provider or price.provider or None
 

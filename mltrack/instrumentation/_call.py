@@ -158,6 +158,7 @@ class CallScope:
                 params=request.params if request is not None else {},
                 metadata=metadata,
                 error=type(error).__name__ if error is not None else None,
+                service_tier=extracted.service_tier if extracted is not None else None,
             )
             defer_call(raw, self.handle)
             if response is not None and _inside_track_function(self.handle):

@@ -167,6 +167,7 @@ class StreamAccumulator:
         self.usage: Usage | None = None
         self.content_events = 0  # events that carried generated content (for TTFT / inter-token latency)
         self.usage_final = False  # the provider's closing usage arrived (else completion tokens are estimated)
+        self.service_tier: str | None = None  # as the stream reports it (priced by tier when the data has it)
 
     def add(self, event: Any) -> bool:
         raise NotImplementedError
@@ -175,6 +176,7 @@ class StreamAccumulator:
         usage = self.usage
         if usage is not None and not self.usage_final:
             usage = Usage(prompt_tokens=usage.prompt_tokens, cached_prompt_tokens=usage.cached_prompt_tokens,
-                          cache_write_tokens=usage.cache_write_tokens)
+                          cache_write_tokens=usage.cache_write_tokens,
+                          cache_write_1h_tokens=usage.cache_write_1h_tokens)
         return Extracted(provider=self.provider, model=self.model, text="".join(self.text_parts) or None,
-                         usage=usage, kind="stream")
+                         usage=usage, kind="stream", service_tier=self.service_tier)

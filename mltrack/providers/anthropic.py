@@ -128,10 +128,12 @@ class MessageStreamAccumulator(StreamAccumulator):
         self._usage_fields: dict[str, Any] = {}
 
     def _merge_usage(self, raw: Any) -> None:
-        for name in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+        for name in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                     "cache_creation"):
             value = get(raw, name)
             if value is not None:
                 self._usage_fields[name] = value
+        self.service_tier = text_or_none(get(raw, "service_tier")) or self.service_tier
         details = get(raw, "output_tokens_details")
         if details is not None:
             self._usage_fields["output_tokens_details"] = details

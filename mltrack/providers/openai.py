@@ -207,6 +207,7 @@ class ChatStreamAccumulator(StreamAccumulator):
 
     def add(self, event: Any) -> bool:
         self.model = self.model or text_or_none(get(event, "model"))
+        self.service_tier = text_or_none(get(event, "service_tier")) or self.service_tier
         choices = get(event, "choices") or ()
         for choice in choices:
             delta = get(choice, "delta")

@@ -95,7 +95,8 @@ def chat_completions(body: Mapping[str, Any], script: ScriptedReply, ctx: Contex
     schema, json_mode = _chat_schema(body)
     a = make_answer(script, _model(body, ctx), prompt, user, schema=schema, json_mode=json_mode)
     if body.get("stream"):
-        return StreamReply(tuple(_chat_events(a, ctx, _include_usage(body))), _headers(ctx, script))
+        return StreamReply(tuple(_chat_events(a, ctx, _include_usage(body), _service_tier(body))),
+                           _headers(ctx, script))
     message: dict[str, Any] = {
         "role": "assistant",
         "content": a.text if (a.text or not a.tool_calls) else None,
@@ -120,14 +121,14 @@ def chat_completions(body: Mapping[str, Any], script: ScriptedReply, ctx: Contex
     return JsonReply(200, payload, _headers(ctx, script))
 
 
-def _chat_events(a: Answer, ctx: Context, include_usage: bool) -> list[SseEvent]:
+def _chat_events(a: Answer, ctx: Context, include_usage: bool, tier: str = "default") -> list[SseEvent]:
     """chat.completion.chunk events, the optional usage chunk, then [DONE]."""
     base = {
         "id": ctx.ident("chatcmpl-"),
         "object": "chat.completion.chunk",
         "created": ctx.created,
         "model": a.model,
-        "service_tier": "default",
+        "service_tier": tier,
         "system_fingerprint": FINGERPRINT,
     }
 
