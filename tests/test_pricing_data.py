@@ -303,7 +303,8 @@ def _genai_models():
     from mltrack.engine.price_update import PROVIDERS as MAPPED
 
     assert genai_prices  # imported for the skip
-    now = dt.datetime.now(dt.timezone.utc)
+    # noon UTC: time-of-day prices (DeepSeek) are compared at their day rate, which is what mltrack keeps
+    now = dt.datetime.now(dt.timezone.utc).replace(hour=12, minute=0)
     for provider in providers:
         if provider.id in MAPPED:
             for model in provider.models:

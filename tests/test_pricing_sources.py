@@ -51,7 +51,7 @@ SONNET_35 = (1234 * Decimal(3) + 567 * Decimal(15)) / M  # claude-3-5-sonnet-202
     ("anthropic/claude-3.5-sonnet", SONNET_35),
     ("anthropic/claude-3-haiku", (1234 * Decimal("0.25") + 567 * Decimal("1.25")) / M),
     ("openai/gpt-4o", (1234 * Decimal("2.5") + 567 * Decimal(10)) / M),
-    ("deepseek/deepseek-chat", (1234 * Decimal("0.135") + 567 * Decimal("0.55")) / M),
+    ("deepseek/deepseek-chat", (1234 * Decimal("0.27") + 567 * Decimal("1.1")) / M),  # the day rate
     ("x-ai/grok-3-mini", (1234 * Decimal("0.3") + 567 * Decimal("0.5")) / M),
     ("groq/llama-3.1-8b-instant", (1234 * Decimal("0.05") + 567 * Decimal("0.08")) / M),
     # -latest aliases
@@ -261,6 +261,12 @@ def _data(gpt_test_input: str) -> list[dict]:
                          "prices": {"input_mtok": {"base": "2", "tiers": [{"start": 128000, "price": "3"}]},
                                     "output_mtok": "6"}}]},
         ]},
+        {"id": "deepseek", "name": "DeepSeek", "pricing_urls": ["https://ds.example/pricing"], "models": [
+            {"id": "ds-test", "match": {"equals": "ds-test"},
+             "prices": [{"prices": {"input_mtok": "0.1", "output_mtok": "0.2"}},  # night discount
+                        {"constraint": {"start_time": "00:30:00Z", "end_time": "16:30:00Z"},
+                         "prices": {"input_mtok": "0.27", "output_mtok": "1.1"}}]},
+        ]},
         {"id": "someone-else", "name": "Ignored", "models": []},
     ]
 
@@ -287,6 +293,7 @@ def test_pricing_update_from_a_data_file(tmp_path, capsys, user_prices):
     out = capsys.readouterr().out
     assert "+ openai/gpt-test-1: input 1, output 2, flex: 0.5/-\n" in out
     assert "+ xai/grok-test: input 2, output 6, above 128000: 3/6\n" in out
+    assert "+ deepseek/ds-test: input 0.27, output 1.1\n" in out  # the 16-hour day rate, not the night one
     assert "- bedrock/amazon.nova-pro-v1:0: input 0.8, output 3.2, cached_input 0.2" in out
     # hand-checked gpt-4o keeps its rates (not the file's 99); only the service tiers it took from the old data go
     assert ("~ openai/gpt-4o: input 2.5, output 10, cached_input 1.25, priority: 4.25/17, fast: 4.25/17, "
@@ -294,7 +301,7 @@ def test_pricing_update_from_a_data_file(tmp_path, capsys, user_prices):
     assert "nothing written" in out and not target.exists()
 
     assert main(["pricing", "update", "--from", str(data)]) == 0
-    assert sorted(p.name for p in target.glob("*.yml")) == ["openai.yml", "xai.yml"]
+    assert sorted(p.name for p in target.glob("*.yml")) == ["deepseek.yml", "openai.yml", "xai.yml"]
     table = PriceTable.layered(Path(mltrack.__file__).parent.parent / "pricing", target)
     test = table.lookup("gpt-test-1-2030-01-01")
     assert (test.input, test.output, test.source, test.origin) == (

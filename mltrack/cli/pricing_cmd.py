@@ -50,10 +50,20 @@ def cmd_pricing_show(args: argparse.Namespace) -> int:
     print(f"output:       ${_rate(price.output)} / 1M tokens")
     print(f"cached_input: {'$' + _rate(price.cached_input) + ' / 1M tokens' if price.cached_input is not None else '-'}")
     print(f"cache_write:  {'$' + _rate(price.cache_write) + ' / 1M tokens' if price.cache_write is not None else '-'}")
+    if price.cache_write_1h is not None:
+        print(f"cache_write_1h: ${_rate(price.cache_write_1h)} / 1M tokens")
     for tier in price.tiers:
         print(f"above {tier.above_prompt_tokens} prompt tokens: input ${_rate(tier.input)}, output ${_rate(tier.output)}")
+    for name, rates in price.service_tiers:
+        given = ", ".join(f"{field} ${_rate(getattr(rates, field))}" for field in
+                          ("input", "output", "cached_input", "cache_write") if getattr(rates, field) is not None)
+        print(f"service_tier {name}: {given}")
+    for period in price.history:
+        print(f"before {period.until}: input ${_rate(period.rates.input)}, output ${_rate(period.rates.output)}")
     print(f"source:       {price.source or 'user configuration'}")
     print(f"as of:        {price.as_of or '-'}")
+    if price.origin:
+        print(f"from:         {price.origin} (mltrack pricing update)")
     return 0
 
 

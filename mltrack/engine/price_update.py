@@ -131,6 +131,16 @@ def _names(match: Any) -> list[str]:
     return []
 
 
+def _hours(constraint: Mapping[str, Any]) -> float:
+    """How many hours a day a time-of-day price applies."""
+    try:
+        start, end = (_dt.time.fromisoformat(str(constraint[key])[:8]) for key in ("start_time", "end_time"))
+    except (KeyError, ValueError):
+        return 0.0
+    minutes = (end.hour * 60 + end.minute) - (start.hour * 60 + start.minute)
+    return (minutes % (24 * 60)) / 60
+
+
 def _active(constraint: Any, today: _dt.date) -> bool:
     start = constraint.get("start_date") if isinstance(constraint, Mapping) else None
     return constraint is None or (start is not None and _dt.date.fromisoformat(start) <= today)
@@ -164,6 +174,8 @@ def model_entry(model: Mapping[str, Any], today: _dt.date) -> dict[str, Any] | N
                 periods = [(None, conditional["prices"])]
             elif "start_date" in constraint:
                 periods.append((constraint["start_date"], conditional["prices"]))
+            elif periods and _hours(constraint) > 12:  # the rate of most of the day (DeepSeek's day rate)
+                periods[-1] = (periods[-1][0], conditional["prices"])
         if not periods and prices:
             periods = [(None, prices[0]["prices"])]
     elif isinstance(prices, Mapping):
