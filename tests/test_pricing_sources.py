@@ -324,6 +324,15 @@ def test_pricing_update_from_a_data_file(tmp_path, capsys, user_prices):
     assert "total:      $3.50\n" in capsys.readouterr().out
 
 
+def test_broken_user_prices_fall_back_to_the_shipped_ones_with_one_warning(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "openai.yml").write_text("provider: openai\nmodels: {}\n")
+    with pytest.warns(Warning, match=r"prices in .*broken are not usable.*openai\.yml.*using the shipped prices"):
+        table = default_table(broken)
+    assert table.lookup("gpt-4o").input == Decimal("2.50")
+
+
 def test_pricing_update_rejects_a_file_that_is_not_genai_prices_data(tmp_path, capsys, user_prices):
     bad = tmp_path / "data.json"
     bad.write_text(json.dumps({"models": []}))

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from mltrack.engine.price_files import has_price_files, load_prices, parse_override, pricing_dir
-from mltrack.engine.prices import ModelPrice
+from mltrack.engine.prices import ModelPrice, PricingDataError
 from mltrack.engine.prices import norm as _norm
 
 _SNAPSHOT_SUFFIXES = (
@@ -221,5 +221,12 @@ def generated_dir() -> Path:
 def default_table(user_dir: Path | None = None) -> PriceTable:
     """mltrack's hand-checked prices on top of the generated ones: the user's refreshed table in ``user_dir``
     when it holds price files, else the shipped one. Parsed and validated once per process."""
-    generated = Path(user_dir) if has_price_files(user_dir) else generated_dir()
-    return PriceTable.layered(pricing_dir(), generated)
+    if has_price_files(user_dir):
+        try:
+            return PriceTable.layered(pricing_dir(), Path(user_dir))
+        except PricingDataError as exc:  # a hand-edited or half-copied folder must not stop all pricing
+            from mltrack import _safety
+
+            _safety.warn_once(f"pricing-dir:{user_dir}", f"mltrack: the prices in {user_dir} are not usable "
+                              f"({exc}); using the shipped prices. Run `mltrack pricing update` to rewrite them.")
+    return PriceTable.layered(pricing_dir(), generated_dir())
