@@ -112,12 +112,14 @@ class Producer:
             return True
         self.closed = True
         try:
+            deadline = time.monotonic() + timeout
             if end_status:
+                if self._journal_all(deadline) is None:  # the starts still in memory count as open too
+                    return False
                 now = time.time()
                 for handle in list(self._open.values()):
                     if handle.owned:
                         self._queue.append(EndRun(handle, end_status, now))
-            deadline = time.monotonic() + timeout
             targets = self._journal_all(deadline)
             if targets is None:
                 return False
@@ -139,6 +141,10 @@ class Producer:
         stores = self.folder.read_status().get("stores", {}) if self.folder is not None else {}
         unreachable = {uri: {"since": s.get("since"), "error": s.get("error")}
                        for uri, s in stores.items() if s.get("down") and uri in self._segments}
+        for uri in self._segments:
+            problem = stores_mod.local_problem(uri)
+            if problem and uri not in unreachable:
+                unreachable[uri] = {"since": None, "error": problem}
         return {"running": self._thread is not None, "pending": self.pending(), "in_memory": len(self._queue),
                 "journaled": self.written_to_journal, "dropped": self.dropped,
                 "journal_dir": str(self.folder.root) if self.folder is not None else None,
@@ -274,7 +280,9 @@ class Producer:
                    or stores_mod.local_problem(uris.get(path, "")) for path in remaining):
                 return False  # the store does not answer (the server tried after we asked) or cannot: all is on disk
             done = sum(journal.read_ack(path)[0] for path in targets)
-            if done != progress:
+            tried = any(float(stores.get(uris.get(path, ""), {}).get("tried", 0) or 0) >= started
+                        for path in remaining)
+            if done != progress or not tried:  # a server still starting (importing MLflow) is not a stall
                 progress, last_progress = done, now
             elif stall_s is not None and now - last_progress > stall_s:
                 return False
