@@ -85,7 +85,10 @@ class LLMTracker:
         """Log one call that already happened; returns its normalized, priced record.
 
         The call is priced off the caller's thread: the record comes back at once and its fields are filled in
-        when the writer prices the call, or when you first read one (which prices it then)."""
+        when the writer prices the call, or when you first read one (which prices it then).
+
+        Raises :class:`ConfigError` when the configuration is invalid (as every mltrack entry point does)."""
+        get_settings()  # a bad config is loud here, not swallowed by the safety net below
         raw = RawCall(prompt=prompt, response=response, token_usage=token_usage, model=model, provider=provider,
                       fallback_model=self.model, fallback_provider=self.provider, latency_ms=latency_ms,
                       params=_as_mapping(params, "params"), metadata=_as_mapping(metadata, "metadata"))
@@ -103,6 +106,7 @@ class LLMTracker:
 
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
             def before() -> RunHandle | None:
+                get_settings()  # ConfigError reaches the caller, before the call is made
                 try:
                     handle = self._handle()
                 except Exception as exc:  # noqa: BLE001 - the safety net

@@ -14,7 +14,7 @@ from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs
 from mltrack.entry._log import defer_call
-from mltrack.errors import BudgetExceededError
+from mltrack.errors import BudgetExceededError, ConfigError
 from mltrack.providers._base import Extracted, Request, StreamAccumulator
 from mltrack.run_state import RunHandle
 
@@ -94,6 +94,10 @@ class CallScope:
             return cls(provider, request, metadata or {}, handle, standalone, call_kwargs)
         except BudgetExceededError:
             raise
+        except ConfigError as exc:  # the SDK call is the user's: it goes through untracked, said once
+            _safety.warn_once(f"config-error:{exc}", f"mltrack: invalid configuration, this LLM call is not "
+                              f"tracked (mltrack's own entry points raise ConfigError):\n{exc}", UserWarning, 4)
+            return None
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("preparing an instrumented call", exc)
             return None
