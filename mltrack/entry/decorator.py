@@ -10,10 +10,9 @@ from typing import Any, Callable, Mapping, TypeVar, overload
 from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.process import RawCall
-from mltrack.entry import _runs
+from mltrack.entry import _runs, _seen
 from mltrack.entry._log import defer_call
 from mltrack.providers import _registry
-from mltrack.instrumentation._call import logged_responses
 from mltrack.run_state import RunHandle
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,9 +60,9 @@ class _Scope:
     def log_result(self, result: Any) -> None:
         """A function that returns an LLM response gets that call logged into its run, with no other code."""
         try:
-            if _registry.is_llm_response(result) and result not in logged_responses:
+            if _registry.is_llm_response(result) and not _seen.logged(result):
                 latency = (time.perf_counter() - self.started) * 1000.0
-                defer_call(RawCall(response=result, latency_ms=latency), self.handle)
+                _seen.remember(result, defer_call(RawCall(response=result, latency_ms=latency), self.handle))
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("logging the returned response", exc)
 
