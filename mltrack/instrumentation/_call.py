@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-import weakref
 from contextvars import ContextVar
 from typing import Any, Mapping
 
@@ -12,8 +11,9 @@ from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
-from mltrack.entry import _runs
+from mltrack.entry import _runs, _seen
 from mltrack.entry._log import defer_call
+from mltrack.instrumentation._user_trace import record_in_user_trace, user_span
 from mltrack.errors import BudgetExceededError, ConfigError
 from mltrack.providers._base import Extracted, Request, StreamAccumulator
 from mltrack.run_state import RunHandle
@@ -22,51 +22,23 @@ from mltrack.run_state import RunHandle
 _inside: ContextVar[bool] = ContextVar("mltrack_inside_llm_call", default=False)
 
 
-class _LoggedResponses:
-    """Responses already logged by instrumentation, so ``@track`` returning one does not log it again."""
-
-    def __init__(self) -> None:
-        self._refs: dict[int, Any] = {}
-
-    def add(self, obj: Any) -> None:
-        key = id(obj)
-        try:
-            self._refs[key] = weakref.ref(obj, lambda _ref, key=key: self._refs.pop(key, None))
-        except TypeError:
-            pass
-
-    def __contains__(self, obj: Any) -> bool:
-        ref = self._refs.get(id(obj))
-        return ref is not None and ref() is obj
-
-
-logged_responses = _LoggedResponses()
-
-
-def _inside_track_function(handle: RunHandle | None) -> bool:
-    """Is a ``@track`` function's run this run or an ancestor (it may return the response: log it once)?"""
-    while handle is not None:
-        if handle.kind == "function":
-            return True
-        handle = handle.parent
-    return False
-
-
 class CallScope:
     """One instrumented call, from just before the request to its single record (finalized once)."""
 
     __slots__ = ("provider", "request", "call_kwargs", "metadata", "handle", "standalone", "started", "finished",
-                 "_token")
+                 "_token", "user_span", "started_wall")
 
     def __init__(self, provider: str, request: Request | None, metadata: Mapping[str, Any], handle: RunHandle | None,
-                 standalone: bool, call_kwargs: dict | None = None) -> None:
+                 standalone: bool, call_kwargs: dict | None = None, user_span: Any = None) -> None:
         self.provider = provider
         self.request = request  # what a framework read from its call; SDK calls give their kwargs instead
         self.call_kwargs = call_kwargs
         self.metadata = dict(metadata)
         self.handle = handle
         self.standalone = standalone
+        self.user_span = user_span  # the user's live MLflow span the call is a child of (see _user_trace.py)
         self.started = time.perf_counter()
+        self.started_wall = time.time()
         self.finished = False
         self._token: Any = None
 
@@ -86,12 +58,14 @@ class CallScope:
             handle = _runs.current_run()
             ensure_within_budget(handle, settings)
             standalone = False
-            if handle is None:
+            parent = user_span(settings)
+            if handle is None and parent is None:
                 if not settings.standalone_runs:
                     return None
                 name = "chat-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                 handle, standalone = _runs.open_run(name, settings, kind="standalone"), True
-            return cls(provider, request, metadata or {}, handle, standalone, call_kwargs)
+            _seen.note_instrumented()
+            return cls(provider, request, metadata or {}, handle, standalone, call_kwargs, parent)
         except BudgetExceededError:
             raise
         except ConfigError as exc:  # the SDK call is the user's: it goes through untracked, said once
@@ -163,9 +137,12 @@ class CallScope:
                 metadata=metadata,
                 error=type(error).__name__ if error is not None else None,
             )
-            defer_call(raw, self.handle)
-            if response is not None and _inside_track_function(self.handle):
-                logged_responses.add(response)
+            if self.user_span is not None:
+                ticket = record_in_user_trace(raw, self.handle, self.user_span)
+            else:
+                ticket = defer_call(raw, self.handle)
+            if response is not None:
+                _seen.remember(response, ticket)  # log_prompt_response / @track / track_llm_call see it: one record
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("recording an instrumented call", exc)
         finally:
