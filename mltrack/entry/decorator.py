@@ -11,6 +11,7 @@ from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs, _seen
+from mltrack.instrumentation._open_streams import finish_run_streams
 from mltrack.entry._log import defer_call
 from mltrack.providers import _registry
 from mltrack.run_state import RunHandle
@@ -66,10 +67,12 @@ class _Scope:
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("logging the returned response", exc)
 
-    def close(self, error: BaseException | None) -> None:
+    def close(self, error: BaseException | None, keep: Any = None) -> None:
+        """End the run; streams of it still open are recorded first, except ``keep`` (the returned value)."""
         if self.closed:
             return
         self.closed = True
+        _safety.guarded("recording streams left open", finish_run_streams, self.handle, keep)
         try:
             _runs.close_run(self.handle, error, time.perf_counter() - self.started)
         except Exception as exc:  # noqa: BLE001
@@ -91,7 +94,7 @@ def _wrap_function(func: Callable[..., Any], open_scope: Callable[[tuple, dict],
             raise
         _runs.deactivate(token)
         scope.log_result(result)
-        scope.close(None)
+        scope.close(None, keep=result)
         return result
 
     return wrapper
@@ -112,7 +115,7 @@ def _wrap_coroutine(func: Callable[..., Any], open_scope: Callable[[tuple, dict]
             raise
         _runs.deactivate(token)
         scope.log_result(result)
-        scope.close(None)
+        scope.close(None, keep=result)
         return result
 
     return wrapper

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 import time
 from contextvars import ContextVar
 from typing import Any, Mapping
@@ -17,6 +18,8 @@ from mltrack.instrumentation._user_trace import record_in_user_trace, user_span
 from mltrack.errors import BudgetExceededError, ConfigError
 from mltrack.providers._base import Extracted, Request, StreamAccumulator
 from mltrack.run_state import RunHandle
+
+_finish_lock = threading.Lock()  # a stream may be finalized by its consumer and by its run's end at once
 
 # Set while an instrumented call runs, so a framework that calls an SDK underneath is logged once, not twice.
 _inside: ContextVar[bool] = ContextVar("mltrack_inside_llm_call", default=False)
@@ -113,12 +116,15 @@ class CallScope:
 
     def finish(self, *, response: Any = None, extracted: Extracted | None = None, error: BaseException | None = None,
                ttft_ms: float | None = None, stream_end_ms: float | None = None, content_events: int = 0,
-               extra_metadata: Mapping[str, Any] | None = None) -> None:
-        """Record the call once (later calls do nothing); never raises."""
-        if self.finished:
-            return
-        self.finished = True
+               extra_metadata: Mapping[str, Any] | None = None, ended_ms: float | None = None) -> None:
+        """Record the call once (later calls do nothing, whichever thread makes them); never raises.
+        ``ended_ms``: when the call ended, from its start, if not now (a stream left early: its last chunk)."""
+        with _finish_lock:
+            if self.finished:
+                return
+            self.finished = True
         try:
+            latency = self.elapsed_ms() if ended_ms is None else ended_ms
             metadata = {**self.metadata, **extra_metadata} if extra_metadata else self.metadata
             request = self.request
             raw = RawCall(
@@ -129,7 +135,8 @@ class CallScope:
                 model=extracted.model if extracted is not None else None,
                 provider=self.provider,
                 fallback_model=request.model if request is not None and isinstance(request.model, str) else None,
-                latency_ms=self.elapsed_ms(),
+                latency_ms=latency,
+                timestamp=self.started_wall + latency / 1000.0,
                 ttft_ms=ttft_ms,
                 stream_end_ms=stream_end_ms,
                 content_events=content_events,
@@ -150,9 +157,9 @@ class CallScope:
                 _safety.guarded("closing a run", _runs.close_run, self.handle, error, None)
 
     def finish_stream(self, accumulator: StreamAccumulator, *, complete: bool, error: BaseException | None,
-                      first_ms: float | None, last_ms: float | None) -> None:
+                      first_ms: float | None, last_ms: float | None, ended_ms: float | None = None) -> None:
         extra: dict[str, Any] = {"stream": True}
         if not complete:
             extra["stream_incomplete"] = True
         self.finish(extracted=accumulator.finish(), error=error, ttft_ms=first_ms, stream_end_ms=last_ms,
-                    content_events=accumulator.content_events, extra_metadata=extra)
+                    content_events=accumulator.content_events, extra_metadata=extra, ended_ms=ended_ms)
