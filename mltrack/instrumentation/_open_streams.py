@@ -9,6 +9,7 @@ and so does interpreter exit, for streams of any run (before the writer's own ex
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from typing import Any
@@ -86,6 +87,17 @@ def _finish(found: list[Any], keep: Any) -> int:
         except Exception as exc:  # noqa: BLE001 - the safety net
             _safety.report_internal_error("recording a stream left open", exc)
     return done
+
+
+def _forget_all_after_fork() -> None:
+    """A forked child does not record its parent's streams (the parent does, at its run's end or exit)."""
+    global _lock
+    _lock = threading.Lock()
+    _open.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all_after_fork)
 
 
 def _at_exit() -> None:
