@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 from decimal import Decimal
 
-import anthropic
 import openai
 import pytest
 

@@ -3,7 +3,6 @@ end of its run, or at interpreter exit, once, timed by its last chunk: real SDKs
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import anthropic
 import openai
 import pytest
 

@@ -14,8 +14,8 @@ from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
 from mltrack.entry import _runs, _seen
 from mltrack.entry._log import defer_call
-from mltrack.instrumentation._user_trace import record_in_user_trace, user_span
 from mltrack.errors import BudgetExceededError, ConfigError
+from mltrack.instrumentation._user_trace import record_in_user_trace, user_span
 from mltrack.providers._base import Extracted, Request, StreamAccumulator
 from mltrack.run_state import RunHandle
 
