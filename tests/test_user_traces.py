@@ -117,3 +117,23 @@ def test_a_user_span_inside_track_holds_the_call(store, fake_llm, openai_client,
     traces = _traces(store)
     names = sorted(sorted(s.name for s in t.data.spans) for t in traces)
     assert names == [["gpt-4o-mini", "inner"], ["gpt-4o-mini", "work"]]  # each call spanned exactly once
+
+
+def test_a_stream_in_a_user_trace_is_one_child_span_with_its_usage(store, fake_llm, openai_client, instrumented):
+    @mlflow.trace(name="streaming")
+    def streaming():
+        stream = openai_client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                       messages=[{"role": "user", "content": "go"}])
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    fake_llm.queue(ScriptedReply(text="x y z", usage=USAGES[0]))
+    assert streaming() == "x y z"
+    assert mltrack.flush(timeout=30) is True
+    traces = _traces(store)
+    assert len(traces) == 1
+    spans = traces[0].data.spans
+    assert sorted(s.name for s in spans) == ["gpt-4o-mini", "streaming"]
+    llm = next(s for s in spans if s.name == "gpt-4o-mini")
+    _check_llm_span(llm, USAGES[0])
+    assert llm.outputs == {"text": "x y z"} and _attr(llm, "mltrack.ttft_ms") is not None
+    assert store.runs() == []
