@@ -32,6 +32,10 @@ class Settings:
     writer_flush_interval: float
     writer_process: bool
     journal_dir: str | None
+    prometheus_enabled: bool
+    prometheus_port: int | None
+    prometheus_addr: str
+    prometheus_max_models: int
     enabled: bool = True
     source: str | None = None
 
