@@ -351,3 +351,150 @@ def test_values_appear_while_mlflow_is_unreachable(_template_store, tmp_path, mo
         _reset_for_tests()
         config.reset()
     assert Store(uri).run_named("prom-dead-store").data.metrics["llm.calls"] == 1
+
+
+MULTIPROCESS_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import openai
+    import mltrack
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+    base_url = sys.argv[1]
+    mltrack.enable_prometheus()  # before the fork, as a preloading server (gunicorn --preload) would
+    mltrack.instrument("openai")
+    pids = []
+    for worker in range(4):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
+                for call in range(worker + 1):  # worker w makes w + 1 calls
+                    client.chat.completions.create(model="gpt-4o-mini",
+                                                   messages=[{"role": "user", "content": f"worker {worker} call {call}"}])
+                code = 0 if mltrack.flush(timeout=60) else 2
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    print(json.dumps({"codes": codes, "pids": pids, "text": generate_latest(registry).decode()}))
+""")
+
+
+def test_multiprocess_mode_aggregates_four_forked_workers(store, fake_llm, tmp_path):
+    import json
+    import math
+    import os
+
+    folder = tmp_path / "prom-multiproc"
+    folder.mkdir()
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(folder), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", MULTIPROCESS_SCRIPT, fake_llm.openai_base_url], env=env,
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["codes"] == [0, 0, 0, 0]
+    # every worker wrote its own file (the parent too: its unlabelled writer counter exists from the start)
+    assert {p.name.split("_")[-1] for p in folder.glob("counter_*.db")} >= {f"{pid}.db" for pid in out["pids"]}
+    m = Scrape.__new__(Scrape)
+    m.text = out["text"]
+    m.families = {f.name: f for f in text_string_to_metric_families(m.text)}
+    m.samples = [s for f in m.families.values() for s in f.samples]
+    who = {"provider": "openai", "model": "gpt-4o-mini"}
+    calls = 1 + 2 + 3 + 4
+    prompt, completion = 4 + 3, 7  # "worker W call C" (4 words + 3), "Fake reply to: worker W call C" (7 words)
+    assert m.value("mltrack_llm_calls_total", status="ok", **who) == calls
+    assert m.value("mltrack_llm_tokens_total", type="prompt", **who) == calls * prompt
+    assert m.value("mltrack_llm_tokens_total", type="completion", **who) == calls * completion
+    genai = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o-mini"}
+    assert m.value("gen_ai_client_token_usage_count", gen_ai_token_type="input", **genai) == calls
+    assert m.value("gen_ai_client_operation_duration_seconds_count", error_type="", **genai) == calls
+    # each process adds its own floats; the collector sums the processes' totals (order: by file)
+    expected = float(calls * mini_cost(prompt, completion))
+    assert math.isclose(m.value("mltrack_llm_cost_usd_total", **who), expected, rel_tol=1e-12)
+    assert "mltrack_writer_pending" in m.families and m.families["mltrack_writer_pending"].type == "gauge"
+
+
+def test_config_keys_enable_it_at_the_first_tracked_call(store, fake_llm, openai_client, instrumented):
+    from prometheus_client import REGISTRY
+
+    from mltrack.metrics import _reset_for_tests
+
+    port = free_port()
+    mltrack.configure(prometheus_enabled=True, prometheus_port=port, prometheus_addr="127.0.0.1")
+    try:
+        with pytest.raises(OSError):  # nothing served before a call is tracked
+            Scrape(f"http://127.0.0.1:{port}/metrics")
+        with mltrack.track_llm_context("prom-config"):
+            _ask(openai_client)
+        assert mltrack.flush(timeout=30)
+        m = Scrape(f"http://127.0.0.1:{port}/metrics")
+        assert m.value("mltrack_llm_calls_total", provider="openai", model="gpt-4o-mini", status="ok") == 1
+        assert REGISTRY.get_sample_value("mltrack_llm_calls_total", {"provider": "openai", "model": "gpt-4o-mini",
+                                                                     "status": "ok"}) == 1
+    finally:
+        _reset_for_tests()
+    assert REGISTRY.get_sample_value("mltrack_llm_calls_total", {"provider": "openai", "model": "gpt-4o-mini",
+                                                                 "status": "ok"}) is None
+
+
+def test_bad_config_values_are_named():
+    from mltrack import ConfigError, config
+
+    for key, value in (("prometheus_port", 70000), ("prometheus_port", "x"), ("prometheus_max_models", 0),
+                       ("prometheus_enabled", "maybe")):
+        with pytest.raises(ConfigError, match=key):
+            mltrack.configure(**{key: value})
+    config.reset()
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="port"):
+        mltrack.enable_prometheus(port=0)
+    with pytest.raises(ValueError, match="port"):
+        mltrack.enable_prometheus(port="9464")
+    with pytest.raises(ValueError, match="addr"):
+        mltrack.enable_prometheus(addr="")
+    with pytest.raises(TypeError, match="registry"):
+        mltrack.enable_prometheus(registry=object())
+
+
+def test_a_busy_port_is_an_error_naming_it(store):
+    from mltrack.metrics import _reset_for_tests
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+                mltrack.enable_prometheus(port=port, registry=CollectorRegistry())
+        finally:
+            _reset_for_tests()
+
+
+def test_missing_prometheus_client_is_an_install_hint(store, monkeypatch):
+    from mltrack.metrics import _reset_for_tests
+
+    from mltrack import _safety
+
+    _safety.reset_warnings_for_tests()
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if the package were not installed
+    with pytest.raises(ImportError, match=r'pip install "mltrack\[prometheus\]"'):
+        mltrack.enable_prometheus()
+    mltrack.configure(prometheus_enabled=True)
+    try:
+        with pytest.warns(Warning, match=r"mltrack\[prometheus\]") as caught:
+            with mltrack.track_llm_context("prom-missing") as tracker:
+                tracker.log_prompt_response("p", "r", model="gpt-4o-mini", token_usage={"prompt_tokens": 3,
+                                                                                        "completion_tokens": 2})
+                tracker.log_prompt_response("p", "r", model="gpt-4o-mini", token_usage={"prompt_tokens": 3,
+                                                                                        "completion_tokens": 2})
+            assert mltrack.flush(timeout=30)
+        assert len([w for w in caught if "mltrack[prometheus]" in str(w.message)]) == 1  # once, not per call
+        assert store.run_named("prom-missing").data.metrics["llm.calls"] == 2  # tracking went on
+    finally:
+        _reset_for_tests()
