@@ -498,3 +498,25 @@ def test_missing_prometheus_client_is_an_install_hint(store, monkeypatch):
         assert store.run_named("prom-missing").data.metrics["llm.calls"] == 2  # tracking went on
     finally:
         _reset_for_tests()
+
+
+def test_grafana_dashboard_and_doc_queries_use_only_exported_names(prom, fake_llm, openai_client, instrumented):
+    import json
+    import re
+
+    with mltrack.track_llm_context("prom-dashboard"):
+        list(_ask(openai_client, stream=True))
+        fake_llm.queue(ScriptedReply(status=429))
+        with pytest.raises(openai.RateLimitError):
+            _ask(openai_client)
+    assert mltrack.flush(timeout=30)
+    exported = {s.name for s in prom().samples}
+    dashboard = json.loads((ROOT / "docs" / "grafana" / "mltrack-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(exprs) >= 10 and len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    doc = (ROOT / "docs" / "prometheus.md").read_text()
+    used = set(re.findall(r"\b(?:mltrack|gen_ai)_[a-z_]*[a-z]\b", " ".join(exprs) + doc))
+    used -= {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"}
+    families = {"gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds",
+                "gen_ai_client_operation_time_to_first_chunk_seconds"}
+    assert used - families <= exported, used - families - exported
