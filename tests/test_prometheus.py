@@ -47,9 +47,11 @@ def free_port() -> int:
 class Scrape:
     """One scrape of a /metrics endpoint: ``value(name, **labels)`` sums the samples whose labels match."""
 
-    def __init__(self, url: str) -> None:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            self.text = response.read().decode()
+    def __init__(self, url: str | None = None, text: str | None = None) -> None:
+        if url is not None:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+        self.text = text or ""
         self.families = {f.name: f for f in text_string_to_metric_families(self.text)}
         self.samples = [s for f in self.families.values() for s in f.samples]
 
@@ -253,10 +255,7 @@ def test_model_label_is_bounded(store, fake_llm, openai_client, instrumented):
         assert mltrack.flush(timeout=30)
         from prometheus_client import generate_latest
 
-        m = Scrape.__new__(Scrape)
-        m.text = generate_latest(registry).decode()
-        m.families = {f.name: f for f in text_string_to_metric_families(m.text)}
-        m.samples = [s for f in m.families.values() for s in f.samples]
+        m = Scrape(text=generate_latest(registry).decode())
         assert m.label_values("mltrack_llm_calls_total", "model") == {"gpt-4o-mini", "gpt-4o", "other"}
         assert m.value("mltrack_llm_calls_total", model="other") == 2
         assert m.value("mltrack_llm_calls_total", model="gpt-4o-mini") == 2
@@ -399,10 +398,7 @@ def test_multiprocess_mode_aggregates_four_forked_workers(store, fake_llm, tmp_p
     assert out["codes"] == [0, 0, 0, 0]
     # every worker wrote its own file (the parent too: its unlabelled writer counter exists from the start)
     assert {p.name.split("_")[-1] for p in folder.glob("counter_*.db")} >= {f"{pid}.db" for pid in out["pids"]}
-    m = Scrape.__new__(Scrape)
-    m.text = out["text"]
-    m.families = {f.name: f for f in text_string_to_metric_families(m.text)}
-    m.samples = [s for f in m.families.values() for s in f.samples]
+    m = Scrape(text=out["text"])
     who = {"provider": "openai", "model": "gpt-4o-mini"}
     calls = 1 + 2 + 3 + 4
     prompt, completion = 4 + 3, 7  # "worker W call C" (4 words + 3), "Fake reply to: worker W call C" (7 words)
