@@ -516,3 +516,27 @@ def test_grafana_dashboard_and_doc_queries_use_only_exported_names(prom, fake_ll
     families = {"gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds",
                 "gen_ai_client_operation_time_to_first_chunk_seconds"}
     assert used - families <= exported, used - families - exported
+
+
+def test_a_failing_observer_costs_nothing_but_one_warning(prom, fake_llm, openai_client, instrumented, monkeypatch):
+    from mltrack import _safety
+    from mltrack.engine import observers
+
+    def broken(call, operation):
+        raise RuntimeError("observer bug")
+
+    _safety.reset_warnings_for_tests()
+    monkeypatch.delenv("MLTRACK_STRICT")
+    observers.subscribe(broken)
+    try:
+        with pytest.warns(Warning, match="observer bug") as caught:
+            with mltrack.track_llm_context("prom-broken-observer") as tracker:
+                _ask(openai_client)
+                _ask(openai_client)
+                assert tracker.totals["calls"] == 2
+            assert mltrack.flush(timeout=30)
+    finally:
+        observers.unsubscribe(broken)
+    assert len([w for w in caught if "observer bug" in str(w.message)]) == 1
+    assert prom().value("mltrack_llm_calls_total", status="ok") == 2  # the other observer still saw both calls
+    assert observers.active  # Prometheus is still subscribed
