@@ -265,7 +265,7 @@ def test_model_label_is_bounded(store, fake_llm, openai_client, instrumented):
         _reset_for_tests()
 
 
-def test_no_prompt_text_user_or_run_id_in_labels(prom, fake_llm, openai_client, instrumented):
+def test_no_prompt_text_user_or_run_id_in_labels(store, prom, fake_llm, openai_client, instrumented):
     secret = "my-secret-prompt-words"
     with mltrack.track_llm_context("prom-privacy", tags={"user": "alice@example.com"}) as tracker:
         _ask(openai_client, text=secret, user="alice@example.com")
@@ -273,7 +273,9 @@ def test_no_prompt_text_user_or_run_id_in_labels(prom, fake_llm, openai_client, 
     assert mltrack.flush(timeout=30)
     m = prom()
     text = m.text
-    for word in (secret, "alice@example.com", "bob-id-42", "reply-text-xyz", "prom-privacy"):
+    run_id = store.run_named("prom-privacy").info.run_id
+    assert run_id and tracker.run_id == run_id
+    for word in (secret, "alice@example.com", "bob-id-42", "reply-text-xyz", "prom-privacy", run_id):
         assert word not in text
     label_names = {name for s in m.samples for name in s.labels}
     assert label_names <= {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
@@ -370,8 +372,8 @@ MULTIPROCESS_SCRIPT = textwrap.dedent("""
             try:
                 client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
                 for call in range(worker + 1):  # worker w makes w + 1 calls
-                    client.chat.completions.create(model="gpt-4o-mini",
-                                                   messages=[{"role": "user", "content": f"worker {worker} call {call}"}])
+                    text = f"worker {worker} call {call}"
+                    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
                 code = 0 if mltrack.flush(timeout=60) else 2
             finally:
                 os._exit(code)
