@@ -217,6 +217,10 @@ def test_operation_names_come_from_the_endpoint(prom, fake_llm, openai_client, i
     assert m.value("gen_ai_client_operation_time_to_first_chunk_seconds_count", **genai) == 1
     assert m.value("gen_ai_client_operation_time_to_first_chunk_seconds_count",
                    gen_ai_operation_name="responses") == 1
+    embedding = {"gen_ai_operation_name": "embeddings", "gen_ai_request_model": "text-embedding-3-small"}
+    assert m.value("gen_ai_client_token_usage_count", gen_ai_token_type="input", **embedding) == 1
+    assert m.value("gen_ai_client_token_usage_sum", gen_ai_token_type="input", **embedding) == 8
+    assert m.value("gen_ai_client_token_usage_count", gen_ai_token_type="output", **embedding) == 0  # none
     embed = {"provider": "openai", "model": "text-embedding-3-small"}
     assert m.value("mltrack_llm_cost_usd_total", **embed) == float(8 * price("openai", "text-embedding-3-small")
                                                                    ["input"] / 10**6)

@@ -152,7 +152,8 @@ class Instruments:
             ttft.observe(call.ttft_ms / 1000.0)
         if not error or call.total_tokens:  # a failed call that used nothing has no usage to record
             input_usage.observe(call.prompt_tokens)
-            output_usage.observe(call.completion_tokens)
+            if operation != "embeddings":  # embeddings have input tokens only
+                output_usage.observe(call.completion_tokens)
         counts = (call.prompt_tokens, call.completion_tokens, call.cached_prompt_tokens, call.cache_write_tokens,
                   call.reasoning_tokens)
         for kind, count in zip(TOKEN_TYPES, counts):
