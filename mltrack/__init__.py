@@ -13,6 +13,7 @@ from mltrack.entry.decorator import track
 from mltrack.entry.tracker import LLMTracker
 from mltrack.errors import BudgetExceededError, BudgetWarning, ConfigError
 from mltrack.instrumentation import detect_frameworks, instrument, uninstrument
+from mltrack.metrics import enable_prometheus
 from mltrack.providers.anthropic import (
     anthropic_prompt_extractor,
     anthropic_response_extractor,
@@ -34,6 +35,7 @@ __all__ = [
     "anthropic_token_extractor",
     "configure",
     "detect_frameworks",
+    "enable_prometheus",
     "flush",
     "get_config",
     "instrument",

@@ -90,6 +90,7 @@ class Extracted:
     text: str | None
     usage: Usage | None
     kind: str = "chat"
+    operation: str = "chat"  # the GenAI operation name: chat, text_completion, embeddings or responses
 
 
 @dataclass(slots=True)  # hot path: not frozen (5x cheaper to build); never mutated after creation
@@ -99,6 +100,7 @@ class Request:
     prompt: Any
     model: str | None
     params: dict[str, Any]
+    operation: str | None = None  # the GenAI operation name, when the request's shape tells it
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ class StreamAccumulator:
     """Collects a provider's stream events into one call. ``add`` says whether the caller should see the event."""
 
     provider = ""
+    operation = "chat"
 
     def __init__(self) -> None:
         self.model: str | None = None
@@ -176,4 +179,4 @@ class StreamAccumulator:
             usage = Usage(prompt_tokens=usage.prompt_tokens, cached_prompt_tokens=usage.cached_prompt_tokens,
                           cache_write_tokens=usage.cache_write_tokens)
         return Extracted(provider=self.provider, model=self.model, text="".join(self.text_parts) or None,
-                         usage=usage, kind="stream")
+                         usage=usage, kind="stream", operation=self.operation)
