@@ -290,3 +290,22 @@ def test_journal_command_lists_replays_and_drops(_template_store, tmp_path):
     assert "nothing waits" in _cli("list", jdir=jdir).stdout
     unknown = _cli("drop", "--store", "sqlite:///nope.db", jdir=jdir)
     assert unknown.returncode == 2 and "nothing waits for store" in unknown.stderr
+
+
+def test_a_journal_folder_that_cannot_be_written_falls_back_to_the_temp_folder(store, tmp_path):
+    """A read-only home (the default cache folder not writable): the journal goes to mltrack-<uid> in the temp
+    folder, and tracking works as usual."""
+    locked = tmp_path / "readonly-cache"
+    locked.mkdir()
+    os.chmod(locked, 0o555)
+    if os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("running as root, and chattr cannot make a folder read-only here")
+    try:
+        writer._reset_for_tests(journal_dir=str(locked / "journal"))
+        with mltrack.track_llm_context("fallback-folder", model="gpt-4o-mini") as tracker:
+            tracker.log_prompt_response("p", "r", token_usage=USAGE)
+        assert mltrack.flush(timeout=60) is True
+        assert writer.status()["journal_dir"] == str(journal.fallback_dir())
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+    assert store.run_named("fallback-folder").data.metrics["llm.calls"] == 1

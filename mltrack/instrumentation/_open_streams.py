@@ -16,9 +16,6 @@ from typing import Any
 
 from mltrack import _safety, writer
 
-EXIT_FLUSH_S = 3.0
-"""At exit, when this hook had to start the writer itself (too late for the writer's own exit handler)."""
-
 _open: dict[int, tuple[weakref.ref, Any]] = {}  # id(proxy) -> (weak reference to it, the run it logs into)
 _lock = threading.Lock()
 
@@ -29,7 +26,9 @@ def register(proxy: Any, handle: Any) -> None:
     ref = weakref.ref(proxy, lambda dead, key=key: _drop(key, dead))
     with _lock:
         _open[key] = (ref, handle)
-    # atexit runs handlers last-registered first: moving ours to the end makes it run before the writer's.
+    # atexit runs handlers last-registered first: with the writer's registered (get_writer does that), moving
+    # ours to the end makes it run before the writer's.
+    writer.get_writer()
     atexit.unregister(_at_exit)
     atexit.register(_at_exit)
 
@@ -103,8 +102,6 @@ if hasattr(os, "register_at_fork"):
 def _at_exit() -> None:
     """Before the writer's exit handling: record what open streams delivered, so the writer writes it."""
     try:
-        had_writer = writer.status().get("running", False)
-        if finish_all() and not had_writer and writer.status().get("running", False):
-            writer.flush(EXIT_FLUSH_S)  # the writer started after its exit handler could be registered
+        finish_all()
     except Exception as exc:  # noqa: BLE001 - never raise at exit
         _safety.report_internal_error("recording streams at exit", exc)
