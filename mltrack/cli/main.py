@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from mltrack._version import __version__
-from mltrack.cli import config_cmd, pricing_cmd, report_cmd
+from mltrack.cli import config_cmd, insights_cmd, pricing_cmd, report_cmd, traces_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmd.add_parser(sub)
     pricing_cmd.add_parsers(sub)
     config_cmd.add_parser(sub)
+    traces_cmd.add_parser(sub)
+    insights_cmd.add_parser(sub)
     return parser
 
 
