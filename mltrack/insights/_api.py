@@ -8,7 +8,7 @@ from mltrack.insights._ast import Node
 from mltrack.insights._correlation import TraceCorrelation, correlate
 from mltrack.insights._errors import FilterError
 from mltrack.insights._evaluate import compile_filter, needs
-from mltrack.insights._load import fetch_traces, iter_traces, load_views, sql_store
+from mltrack.insights import _load
 from mltrack.insights._parser import parse
 from mltrack.insights._pushdown import native_filter
 from mltrack.insights._views import TraceView, view_of_trace
@@ -83,16 +83,16 @@ def search_traces(filter_string: str | None = None, experiment: str | None = Non
     _sort_key(order_by)  # a bad order_by fails before any reading
     client, exp_ids = client_and_experiments(experiment, experiment_ids)
     native = native_filter(node)
-    if sql_store(client) is not None:
+    if _load.sql_store(client) is not None:
         parts = needs(node) if node is not None else set()
-        views = load_views(client, exp_ids, native, parts)
+        views = _load.load_views(client, exp_ids, native, parts)
         if node is not None:
             matches = compile_filter(node)
             views = [v for v in views if matches(v)]
         chosen = [v.trace_id for v in _sorted(views, order_by)[:max_results]]
-        traces = fetch_traces(client, exp_ids, chosen)
+        traces = _load.fetch_traces(client, exp_ids, chosen)
         return [traces[i] for i in chosen if i in traces]
-    pairs = [(view_of_trace(t), t) for t in iter_traces(client, exp_ids, native)]
+    pairs = [(view_of_trace(t), t) for t in _load.iter_traces(client, exp_ids, native)]
     if node is not None:
         matches = compile_filter(node)
         pairs = [p for p in pairs if matches(p[0])]
@@ -107,7 +107,7 @@ def evaluate_many(nodes: list[Node], base: Node | None, experiment: str | None,
     parts: set[str] = set()
     for node in nodes + ([base] if base is not None else []):
         parts |= needs(node)
-    views = load_views(client, exp_ids, native_filter(base), parts)
+    views = _load.load_views(client, exp_ids, native_filter(base), parts)
     if base is not None:
         keep = compile_filter(base)
         views = [v for v in views if keep(v)]

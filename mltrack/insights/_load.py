@@ -29,9 +29,15 @@ def sql_store(client: Any) -> Any | None:
 def load_views(client: Any, experiment_ids: list[str], native: str | None, parts: set[str]) -> list[TraceView]:
     """Every trace of the experiments that the native filter keeps, as views holding ``parts``."""
     store = sql_store(client)
-    if store is not None:
-        return _load_sql(store, experiment_ids, native, parts)
-    return [view_of_trace(t) for t in iter_traces(client, experiment_ids, native, include_spans="spans" in parts)]
+    try:
+        if store is not None:
+            return _load_sql(store, experiment_ids, native, parts)
+        return [view_of_trace(t) for t in iter_traces(client, experiment_ids, native, include_spans="spans" in parts)]
+    except Exception:  # noqa: BLE001
+        if native is None:
+            raise
+        # a store that refuses the narrowing filter (an older or different MLflow) is read whole instead
+        return load_views(client, experiment_ids, None, parts)
 
 
 def iter_traces(client: Any, experiment_ids: list[str], native: str | None, include_spans: bool = True):

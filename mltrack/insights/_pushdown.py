@@ -51,7 +51,7 @@ def native_clause(clause: Node) -> str | None:
                 return f"trace.{field.key} {op} {int(value)}"
             return None
         if field.key in ("status", "name"):
-            if op in ("IN", "NOT IN"):
+            if op in ("IN", "NOT IN") and field.key == "status":  # MLflow reads trace.name as a tag: no IN
                 values = _values(value)
                 return None if values is None else f"trace.{field.key} {op} {values}"
             text = _text(value)

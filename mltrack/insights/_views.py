@@ -72,7 +72,7 @@ class TraceView:
 
     @property
     def total_tokens(self) -> int | None:
-        """MLflow's aggregate (trace metadata) when there is one, else the sum over the spans' token usage."""
+        """The sum over the spans' token usage, else MLflow's aggregate in the trace metadata."""
         if self._tokens is False:
             self._tokens = _aggregate(self.metadata.get(TOKEN_USAGE_KEY), self.spans, SPAN_TOKENS, "total_tokens")
             if self._tokens is not None:
@@ -81,7 +81,7 @@ class TraceView:
 
     @property
     def total_cost(self) -> Decimal | None:
-        """The trace's cost in USD: MLflow's aggregate when there is one, else the sum over the spans' cost."""
+        """The trace's cost in USD: the exact sum over the spans' cost, else MLflow's aggregate."""
         if self._cost is False:
             self._cost = _aggregate(self.metadata.get(COST_KEY), self.spans, SPAN_COST, "total_cost")
         return self._cost
@@ -105,13 +105,7 @@ def to_decimal(value: Any) -> Decimal | None:
 
 
 def _aggregate(metadata_json: str | None, spans: list[SpanView], attribute: str, key: str) -> Decimal | None:
-    if metadata_json:
-        try:
-            found = to_decimal(json.loads(metadata_json).get(key))
-        except (ValueError, AttributeError):
-            found = None
-        if found is not None:
-            return found
+    """The exact sum over the spans that carry ``attribute``; MLflow's trace-level aggregate when none does."""
     total = None
     for span in spans:
         usage = span.attributes.get(attribute)
@@ -119,7 +113,12 @@ def _aggregate(metadata_json: str | None, spans: list[SpanView], attribute: str,
             part = to_decimal(usage.get(key))
             if part is not None:
                 total = part if total is None else total + part
-    return total
+    if total is not None or not metadata_json:
+        return total
+    try:
+        return to_decimal(json.loads(metadata_json).get(key))
+    except (ValueError, AttributeError):
+        return None
 
 
 def _status_text(status: Any) -> str | None:
