@@ -87,7 +87,7 @@ def field_text(field: Field) -> str:
 
 
 def value_text(value: Value) -> str:
-    return str(value) if isinstance(value, Decimal) else quote(value)
+    return format(value, "f") if isinstance(value, Decimal) else quote(value)  # plain digits, never 6.5E+3
 
 
 def compare_text(node: Compare) -> str:
