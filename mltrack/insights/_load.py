@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mltrack.insights._views import AssessmentView, SpanView, TraceView, view_of_trace
+from mltrack.insights._views import COST_KEY, TOKEN_USAGE_KEY, AssessmentView, SpanView, TraceView, view_of_trace
 
 PAGE = 500
 
@@ -82,10 +82,17 @@ def _load_sql(store: Any, experiment_ids: list[str], native: str | None, parts: 
             scope.append(SqlTraceInfo.request_id.in_(store._build_trace_filter_subquery(session, exp_ids, native)))
         views: dict[str, TraceView] = {}
         rows = session.execute(select(SqlTraceInfo.request_id, SqlTraceInfo.status, SqlTraceInfo.timestamp_ms,
-                                      SqlTraceInfo.execution_time_ms, SqlTraceInfo.trace_name).where(*scope))
-        for rid, status, ts, duration, name in rows:
+                                      SqlTraceInfo.execution_time_ms, SqlTraceInfo.trace_name,
+                                      SqlTraceInfo.total_tokens, SqlTraceInfo.total_cost).where(*scope))
+        for rid, status, ts, duration, name, tokens, cost in rows:
+            # MLflow keeps its trace-level token and cost aggregates in columns, not in the metadata rows
+            aggregates = {}
+            if tokens is not None:
+                aggregates[TOKEN_USAGE_KEY] = json.dumps({"total_tokens": tokens})
+            if cost is not None:
+                aggregates[COST_KEY] = json.dumps({"total_cost": cost})
             views[rid] = TraceView(trace_id=rid, status=status, timestamp_ms=ts, execution_time_ms=duration,
-                                   name=name, tags={}, metadata={}, spans=[], assessments=[])
+                                   name=name, tags={}, metadata=aggregates, spans=[], assessments=[])
         if not views:
             return []
         for model, target in ((SqlTraceTag, "tags"), (SqlTraceMetadata, "metadata")):
