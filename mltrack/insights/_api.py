@@ -125,4 +125,3 @@ def calculate_trace_filter_correlation(filter_string1: str, filter_string2: str,
     return correlate(first, second)
 
 
-__all__ = ["FilterError", "TraceCorrelation", "calculate_trace_filter_correlation", "search_traces"]
