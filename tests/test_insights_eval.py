@@ -151,3 +151,21 @@ def test_pushed_part_is_accepted_by_mlflow_and_keeps_every_match(store):
     assert native_filter(parse("trace.status = 'ERROR' AND span.type = 'LLM' AND span.name = 'x' AND "
                                "count(span.type = 'LLM') > 2 AND trace.total_cost > 1")) == \
         "trace.status = 'ERROR' AND span.type = 'LLM'"
+
+
+def test_traces_that_mltrack_itself_writes(store):
+    """What mltrack's writer puts on its LLM spans (tokens, cost, model) is what trace.total_* and
+    span.attributes read; gpt-4o-mini costs $0.15 / $0.60 per 1M tokens."""
+    with mltrack.track_llm_context("agent", model="gpt-4o-mini") as tracker:
+        for prompt_tokens in (1000, 2000, 3000):
+            tracker.log_prompt_response("q", "a", token_usage={"prompt_tokens": prompt_tokens,
+                                                                "completion_tokens": 100})
+    with mltrack.track_llm_context("single", model="gpt-4o-mini") as tracker:
+        tracker.log_prompt_response("q", "a", token_usage={"prompt_tokens": 10, "completion_tokens": 1})
+    assert mltrack.flush(timeout=60)
+    cost = (Decimal(6000) * Decimal("0.15") + Decimal(300) * Decimal("0.60")) / 10**6  # 0.00108
+    assert _names(mltrack.search_traces("count(span.type = 'LLM') = 3")) == {"agent"}
+    assert _names(mltrack.search_traces(f"trace.total_cost = {cost}")) == {"agent"}
+    assert _names(mltrack.search_traces("trace.total_tokens = 6300")) == {"agent"}  # run tags stay on the run
+    assert _names(mltrack.search_traces("span.attributes['mlflow.llm.model'] = 'gpt-4o-mini'")) == {"agent", "single"}
+    assert _names(mltrack.search_traces("trace.total_cost < 0.00001")) == {"single"}
