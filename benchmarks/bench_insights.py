@@ -194,7 +194,23 @@ def measure(uri: str, repeat: int) -> bool:
         print(f"  {first!r} vs {second!r}: npmi {ours.npmi:+.4f}, counts {ours.filter_string1_count}/"
               f"{ours.filter_string2_count}/{ours.joint_count}/{ours.total_count}")
         print(f"    best {b_ours:.2f} s (median {m_ours:.2f})  target <= {TARGET_S:.0f} s  {verdict(b_ours)}")
+    best, median, (hits, ranked) = timed(_insights, repeat)
+    print(f"\nmltrack insights (target trace.status = 'ERROR', {hits} traces): {len(ranked)} conditions ranked, "
+          f"top {ranked[0].condition!r} npmi {ranked[0].npmi:+.3f}")
+    print(f"  best {best:.2f} s (median {median:.2f})  (no target; for information)")
     return ok
+
+
+def _insights():
+    """What ``mltrack insights`` computes: read every part of every trace once, rank the candidates."""
+    from mltrack.insights._api import client_and_experiments
+    from mltrack.insights._candidates import DEFAULT_TARGET, rank
+    from mltrack.insights._load import load_views
+    from mltrack.insights._parser import parse
+
+    client, exp_ids = client_and_experiments(None, None)
+    views = load_views(client, exp_ids, None, {"spans", "span_attributes", "tags", "metadata", "assessments"})
+    return rank(views, parse(DEFAULT_TARGET), top=10)
 
 
 def _count_only(filter_string: str) -> int:

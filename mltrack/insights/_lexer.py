@@ -61,8 +61,9 @@ def tokenize(text: str) -> list[Token]:
             i = end
             continue
         if ch in "()[],.":
-            if ch == "." and i + 1 < len(text) and text[i + 1].isdigit() and (not tokens or tokens[-1].kind == "op"):
-                pass  # a number such as .5 after an operator
+            if ch == "." and i + 1 < len(text) and text[i + 1].isdigit() and (
+                    not tokens or tokens[-1].kind == "op" or (tokens[-1].kind == "punct" and tokens[-1].value in "(,")):
+                pass  # a number such as .5 where a value goes
             else:
                 tokens.append(Token("punct", ch, i, ch))
                 i += 1
