@@ -9,6 +9,7 @@ from typing import Sequence
 
 from mltrack.insights._ast import Compare, Count, Field, Node, to_text
 from mltrack.insights._correlation import correlate
+from mltrack.insights._evaluate import compile_filter
 from mltrack.insights._views import TraceView
 
 DEFAULT_TARGET = "trace.status = 'ERROR'"
@@ -89,8 +90,6 @@ def _rank_key(item: Insight) -> tuple:
 def rank(views: list[TraceView], target: Node, top: int = 10,
          extra: Sequence[Node] = ()) -> tuple[int, list[Insight]]:
     """How many traces match the target, and the ``top`` candidates by NPMI with it (matching at least one trace)."""
-    from mltrack.insights._evaluate import compile_filter
-
     target_text = to_text(target)
     wanted = compile_filter(target)
     target_matches = [wanted(v) for v in views]

@@ -28,16 +28,32 @@ def sql_store(client: Any) -> Any | None:
 
 def load_views(client: Any, experiment_ids: list[str], native: str | None, parts: set[str]) -> list[TraceView]:
     """Every trace of the experiments that the native filter keeps, as views holding ``parts``."""
-    store = sql_store(client)
     try:
-        if store is not None:
-            return _load_sql(store, experiment_ids, native, parts)
-        return [view_of_trace(t) for t in iter_traces(client, experiment_ids, native, include_spans="spans" in parts)]
-    except Exception:  # noqa: BLE001
-        if native is None:
+        return _load(client, experiment_ids, native, parts)
+    except Exception as exc:
+        if native is None or not _refused_filter(exc):
             raise
         # a store that refuses the narrowing filter (an older or different MLflow) is read whole instead
-        return load_views(client, experiment_ids, None, parts)
+        return _load(client, experiment_ids, None, parts)
+
+
+def _refused_filter(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def _load(client: Any, experiment_ids: list[str], native: str | None, parts: set[str]) -> list[TraceView]:
+    store = sql_store(client)
+    if store is not None:
+        try:
+            return _load_sql(store, experiment_ids, native, parts)
+        except (AttributeError, ImportError, TypeError) as exc:
+            # MLflow's tables or store internals changed shape: say so once, read through the public client instead
+            from mltrack import _safety
+
+            _safety.report_internal_error("reading traces from MLflow's tables", exc)
+    return [view_of_trace(t) for t in iter_traces(client, experiment_ids, native, include_spans="spans" in parts)]
 
 
 def iter_traces(client: Any, experiment_ids: list[str], native: str | None, include_spans: bool = True):
