@@ -125,7 +125,8 @@ def build_store(n_traces: int, rebuild: bool) -> str:
     import mlflow
     from mlflow import MlflowClient
 
-    folder = Path(tempfile.gettempdir()) / "mltrack-bench-insights" / f"v{LAYOUT_VERSION}-mlflow{mlflow.__version__}-{n_traces}"
+    key = f"v{LAYOUT_VERSION}-mlflow{mlflow.__version__}-{n_traces}"
+    folder = Path(tempfile.gettempdir()) / "mltrack-bench-insights" / key
     db = folder / "mlflow.db"
     uri = f"sqlite:///{db}"
     if db.exists() and not rebuild:
@@ -186,7 +187,8 @@ def measure(uri: str, repeat: int) -> bool:
         print(f"  {first!r} vs {second!r}: npmi {ours.npmi:+.4f} (MLflow {ref.npmi:+.4f}), counts "
               f"{'equal' if same else 'DIFFER'}")
         print(f"    mltrack best {b_ours:.2f} s (median {m_ours:.2f})  MLflow best {b_theirs:.3f} s "
-              f"(median {m_theirs:.3f})  ratio mltrack/MLflow {b_ours / b_theirs:.3g}  target <= {TARGET_S:.0f} s  {verdict(b_ours)}")
+              f"(median {m_theirs:.3f})  ratio mltrack/MLflow {b_ours / b_theirs:.3g}  "
+              f"target <= {TARGET_S:.0f} s  {verdict(b_ours)}")
     print("\ncorrelation, filters only mltrack accepts:")
     for first, second in MLTRACK_ONLY:
         b_ours, m_ours, ours = timed(lambda: mltrack.calculate_trace_filter_correlation(first, second), repeat)

@@ -93,4 +93,5 @@ def test_bad_filters_raise_filter_error(store):
     with pytest.raises(mltrack.FilterError, match="position 0"):
         mltrack.calculate_trace_filter_correlation("oops", "trace.status = 'ERROR'")
     with pytest.raises(mltrack.FilterError, match="position 20"):
-        mltrack.calculate_trace_filter_correlation("trace.status = 'OK'", "trace.status = 'OK'", base_filter="tags.env = 'prod' OR")
+        mltrack.calculate_trace_filter_correlation("trace.status = 'OK'", "trace.status = 'OK'",
+                                                   base_filter="tags.env = 'prod' OR")

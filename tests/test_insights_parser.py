@@ -34,8 +34,9 @@ def test_count_in_like_and_field_spellings():
     assert parse("count(span.type = 'LLM') > 3") == Count((LLM,), ">", 3)
     assert parse("COUNT(span.type = 'LLM' and span.status = \"ERROR\") >= 2") == \
         Count((LLM, Compare(Field("span", "status"), "=", "ERROR")), ">=", 2)
-    assert parse("span.attributes.mlflow.llm.model = 'gpt-4o'") == parse("span.attributes['mlflow.llm.model'] = 'gpt-4o'") \
-        == Compare(Field("span_attr", "mlflow.llm.model"), "=", "gpt-4o")
+    assert parse("span.attributes.mlflow.llm.model = 'gpt-4o'") == \
+        parse("span.attributes['mlflow.llm.model'] = 'gpt-4o'") == \
+        Compare(Field("span_attr", "mlflow.llm.model"), "=", "gpt-4o")
     assert parse("tags.`a.b` IN ('x', 'y')") == \
         Compare(Field("tag", "a.b"), "IN", ("x", "y"))
     assert parse("tags.a.b NOT IN ('x')") == Compare(Field("tag", "a.b"), "NOT IN", ("x",))
@@ -107,7 +108,8 @@ def _compare(field_st: st.SearchStrategy) -> st.SearchStrategy:
         if kind == 1:
             return Compare(field, "LIKE" if len(pattern) % 2 else "ILIKE", pattern)
         return Compare(field, "IN" if len(values) % 2 else "NOT IN", tuple(values))
-    return st.builds(build, field_st, st.integers(0, 2), _ops, _values, _strings, st.lists(_values, min_size=1, max_size=3))
+    return st.builds(build, field_st, st.integers(0, 2), _ops, _values, _strings,
+                     st.lists(_values, min_size=1, max_size=3))
 
 
 _span_fields = st.one_of(st.builds(Field, st.just("span"), st.sampled_from(["type", "name", "status"])),

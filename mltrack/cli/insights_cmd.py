@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser("insights", help="conditions ranked by how they go with a target (NPMI)")
     parser.add_argument("--experiment", help="experiment name (default: configured experiment_name, else Default)")
-    parser.add_argument("--target", default=DEFAULT_TARGET, help=f"the condition to explain (default: {DEFAULT_TARGET})")
+    parser.add_argument("--target", default=DEFAULT_TARGET,
+                        help=f"the condition to explain (default: {DEFAULT_TARGET})")
     parser.add_argument("--top", type=int, default=10, help="show this many conditions (default 10)")
     parser.add_argument("--plot", metavar="FILE", help="also draw the ranking as a bar chart into FILE (PNG)")
     parser.set_defaults(func=cmd_insights)

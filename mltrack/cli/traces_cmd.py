@@ -1,4 +1,4 @@
-"""``mltrack traces search FILTER`` and ``mltrack traces correlate FILTER1 FILTER2`` (filter language: docs/insights.md)."""
+"""``mltrack traces search FILTER`` and ``mltrack traces correlate FILTER1 FILTER2`` (docs/insights.md)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ from typing import Any, Sequence
 
 from mltrack.insights._ast import Node
 from mltrack.insights._correlation import TraceCorrelation, correlate
-from mltrack.insights._errors import FilterError
 from mltrack.insights._evaluate import compile_filter, needs
 from mltrack.insights import _load
 from mltrack.insights._parser import parse

@@ -8,7 +8,8 @@ Grammar (keywords case-insensitive)::
     not        := "NOT" not | "(" or ")" | count | comparison
     count      := "COUNT" "(" span_cmp ("AND" span_cmp)* ")" cmp_op INTEGER
     comparison := field cmp_op value | field ("LIKE" | "ILIKE") STRING | field ["NOT"] "IN" "(" value ("," value)* ")"
-    field      := "trace." TRACE_KEY | "span." ("type" | "name" | "status") | "span.attributes" ("[" STRING "]" | "." key)
+    field      := "trace." TRACE_KEY | "span." ("type" | "name" | "status")
+                | "span.attributes" ("[" STRING "]" | "." key)
                 | ("tags" | "metadata" | "feedback" | "expectation" | "assessment") "." key
     key        := NAME ("." NAME)* | `backquoted`
     value      := STRING | NUMBER
