@@ -75,3 +75,10 @@ def test_bad_filter_and_missing_matplotlib(store, capsys, monkeypatch, tmp_path)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install \"mltrack\[plot\]\""):
         main(["insights", "--plot", str(tmp_path / "x.png")])
+
+
+def test_insights_on_an_empty_experiment(store, capsys):
+    assert main(["insights"]) == 0
+    assert capsys.readouterr().out == "no traces in this experiment\n"
+    assert main(["insights", "--experiment", "nope"]) == 2
+    assert "no experiment named 'nope'" in capsys.readouterr().err
