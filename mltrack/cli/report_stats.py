@@ -14,14 +14,15 @@ TOTAL = "(all)"
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile, q in 0..1 (the same rule as numpy's default); None when empty."""
+    """Linear-interpolated percentile, q in 0..1: numpy's default rule, with its rounding; None when empty."""
     if not values:
         return None
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    a, b, t = ordered[low], ordered[high], pos - low
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 @dataclass(frozen=True)
