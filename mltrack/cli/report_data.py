@@ -27,7 +27,7 @@ Progress = Callable[[int, int], None]
 
 
 def parse_since(text: str | None, now: _dt.datetime | None = None) -> _dt.datetime | None:
-    """``"12h"``, ``"7d"``, ``"30m"``, ``"2w"`` or an ISO date/time → the UTC instant the window starts; None: all time."""
+    """``"12h"``, ``"7d"``, ``"30m"``, ``"2w"`` or an ISO date/time → when the window starts (None: all time)."""
     if text is None or not text.strip():
         return None
     now = now or _dt.datetime.now(_dt.timezone.utc)
@@ -131,10 +131,12 @@ def _row(run_id: str, data: dict[str, Any], tags: dict[str, str]) -> CallRow:
     when = _dt.datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00"))
     cost = data.get("total_cost")
     return CallRow(
-        run_id=run_id, step=int(data.get("step", 0)), time=when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc),
+        run_id=run_id, step=int(data.get("step", 0)),
+        time=when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc),
         model=data.get("model") or "(unknown)", provider=data.get("provider") or "(unknown)", tags=tags,
         prompt_tokens=int(data.get("prompt_tokens") or 0), completion_tokens=int(data.get("completion_tokens") or 0),
-        total_tokens=int(data.get("total_tokens") or 0), cached_prompt_tokens=int(data.get("cached_prompt_tokens") or 0),
+        total_tokens=int(data.get("total_tokens") or 0),
+        cached_prompt_tokens=int(data.get("cached_prompt_tokens") or 0),
         cost=None if cost is None else Decimal(str(cost)),
         latency_ms=None if data.get("latency_ms") is None else float(data["latency_ms"]),
         ttft_ms=None if data.get("ttft_ms") is None else float(data["ttft_ms"]),

@@ -1,4 +1,4 @@
-"""The report's charts as PNG bytes (matplotlib's Agg canvas, no pyplot state; imported only when asked for)."""
+"""The report's charts: matplotlib figures on the Agg canvas (no pyplot state) and their PNG bytes."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _note(fig: Any, lines: list[str]) -> None:
         fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, color="#a33", va="bottom", ha="left")
 
 
-def cost_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
+def cost_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
     """Cost per hour or day (UTC), stacked by group; unpriced groups named in a note, not drawn as $0."""
     _, Figure = _matplotlib()
     size = bucket_size(rows)
@@ -98,11 +98,11 @@ def cost_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
     ax.margins(y=0.15)
     _note(fig, notes)
     fig.tight_layout(rect=(0, 0.03 * (len(notes) + 1) if notes else 0, 1, 1))
-    return _png(fig)
+    return fig
 
 
 def _distributions(rows: Sequence[CallRow], by: str, order: list[str], value: Callable[[CallRow], float | None],
-                   unit: str, title: str, empty: str) -> bytes:
+                   unit: str, title: str, empty: str) -> Any:
     """One histogram per group (the busiest first) with p50 and p95 marked and bar counts labelled."""
     _, Figure = _matplotlib()
     per_group = split(rows, by)
@@ -118,7 +118,7 @@ def _distributions(rows: Sequence[CallRow], by: str, order: list[str], value: Ca
         ax.text(0.5, 0.5, empty, ha="center", va="center", color="#a33")
         ax.set_title(title)
         fig.tight_layout()
-        return _png(fig)
+        return fig
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
     for ax, (key, values) in zip(axes, shown):
         bins = 20 if len(values) >= 20 else max(5, len(values))
@@ -138,25 +138,25 @@ def _distributions(rows: Sequence[CallRow], by: str, order: list[str], value: Ca
     hidden = [k for k, _ in series if k not in {s for s, _ in shown}]
     _note(fig, [f"not shown (fewer calls): {', '.join(hidden)}"] if hidden else [])
     fig.tight_layout(rect=(0, 0.03 if hidden else 0, 1, 1))
-    return _png(fig)
+    return fig
 
 
-def latency_distribution(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
+def latency_distribution(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
     return _distributions(rows, by, order, lambda r: r.latency_ms, "ms", f"Latency per call, by {by}",
                           "no call with a latency in this window")
 
 
-def ttft_distribution(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
+def ttft_distribution(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
     return _distributions(rows, by, order, lambda r: r.ttft_ms, "ms", f"Time to first token per call, by {by}",
                           "no streamed calls in this window (time to first token is measured on streamed calls)")
 
 
-def tokens_distribution(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
+def tokens_distribution(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
     return _distributions(rows, by, order, lambda r: float(r.total_tokens), "tokens",
                           f"Total tokens per call (prompt + completion), by {by}", "no calls in this window")
 
 
-def cached_share(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
+def cached_share(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
     """Share of prompt tokens served from the provider's cache, per group, labelled with the token counts."""
     _, Figure = _matplotlib()
     per_group = split(rows, by)
@@ -174,10 +174,10 @@ def cached_share(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
     ax.set_xlabel("cached prompt tokens (% of prompt tokens)")
     ax.set_title(f"Cached-token share per {by}")
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def error_rate_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> bytes:
+def error_rate_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
     """Share of failed calls per hour or day (all calls), labelled ``failed/calls``; one line per group."""
     _, Figure = _matplotlib()
     size = bucket_size(rows)
@@ -217,10 +217,10 @@ def error_rate_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> 
                  f"{f', {100 * total_e / total_c:.1f}%' if total_c else ''})")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-CHARTS: dict[str, Callable[[Sequence[CallRow], str, list[str]], bytes]] = {
+CHARTS: dict[str, Callable[[Sequence[CallRow], str, list[str]], Any]] = {  # file stem: figure builder
     "cost_over_time": cost_over_time,
     "latency_distribution": latency_distribution,
     "ttft_distribution": ttft_distribution,
@@ -232,7 +232,7 @@ CHARTS: dict[str, Callable[[Sequence[CallRow], str, list[str]], bytes]] = {
 
 def render_charts(rows: Sequence[CallRow], by: str, order: list[str]) -> dict[str, bytes]:
     """Every chart as PNG bytes, by file stem; ``order`` is the groups' order (colours follow it)."""
-    return {name: chart(rows, by, order) for name, chart in CHARTS.items()}
+    return {name: _png(chart(rows, by, order)) for name, chart in CHARTS.items()}
 
 
 def write_charts(charts: dict[str, bytes], folder: Path) -> list[Path]:

@@ -75,7 +75,8 @@ def summarize(key: str, items: Sequence[CallRow]) -> Group:
     return Group(
         key=key, calls=len(items), errors=sum(1 for r in items if r.error),
         prompt_tokens=sum(r.prompt_tokens for r in items), completion_tokens=sum(r.completion_tokens for r in items),
-        total_tokens=sum(r.total_tokens for r in items), cached_prompt_tokens=sum(r.cached_prompt_tokens for r in items),
+        total_tokens=sum(r.total_tokens for r in items),
+        cached_prompt_tokens=sum(r.cached_prompt_tokens for r in items),
         cost=sum((r.cost for r in items if r.cost is not None), Decimal(0)),
         unpriced_calls=sum(1 for r in items if r.cost is None),
         latency_p50=percentile(latencies, 0.5), latency_p95=percentile(latencies, 0.95),
