@@ -41,7 +41,8 @@ def render_html(groups: Sequence[Group], total: Group | None, by: str, summary: 
     for i, row in enumerate(rows):
         css = ' class="total"' if total is not None and i == len(rows) - 1 else ""
         body.append(f"<tr{css}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-    notes = "".join(f'<p class="note">{esc(n)}</p>' for n in footnotes(list(groups)))
+    every = list(groups) + ([total] if total is not None else [])
+    notes = "".join(f'<p class="note">{esc(n)}</p>' for n in footnotes(every))
     figures = []
     for name, png in charts.items():
         title = _TITLES.get(name, name)

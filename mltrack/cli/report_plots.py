@@ -49,6 +49,17 @@ def _time_ticks(ax: Any, labels: list[str]) -> None:
     ax.set_xticklabels(labels[::every], rotation=30, ha="right")
 
 
+def _usd_short(value: float) -> str:
+    """A chart label: three significant digits are enough to read a bar ($0.648, $0.000150)."""
+    return format_usd(Decimal(f"{value:.3g}")) if value else "$0"
+
+
+def _legend(ax: Any) -> None:
+    """Beside the plot, where it hides no bar or label."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
 def _note(fig: Any, lines: list[str]) -> None:
     if lines:
         fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, color="#a33", va="bottom", ha="left")
@@ -84,17 +95,16 @@ def cost_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
         bottom = [b + h for b, h in zip(bottom, heights)]
     for i, total in enumerate(totals):
         if total > 0 and len(times) <= 48:
-            ax.annotate(format_usd(total), (i, bottom[i]), ha="center", va="bottom", fontsize=7,
+            ax.annotate(_usd_short(float(total)), (i, bottom[i]), ha="center", va="bottom", fontsize=7,
                         xytext=(0, 2), textcoords="offset points")
     if not any(totals):
         ax.text(0.5, 0.5, "no priced calls in this window", transform=ax.transAxes, ha="center", color="#a33")
     _time_ticks(ax, [_bucket_label(t, size) for t in times])
     ax.set_ylabel("cost (USD)")
     ax.set_xlabel(f"{size} (UTC)")
-    ax.yaxis.set_major_formatter(lambda v, _pos: format_usd(Decimal(f"{v:.3g}")) if v else "$0")
+    ax.yaxis.set_major_formatter(lambda v, _pos: _usd_short(v))
     ax.set_title(f"Cost per {size}, stacked by {by} (total {format_usd(sum(totals, Decimal(0)))})")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+    _legend(ax)
     ax.margins(y=0.15)
     _note(fig, notes)
     fig.tight_layout(rect=(0, 0.03 * (len(notes) + 1) if notes else 0, 1, 1))
@@ -201,21 +211,23 @@ def error_rate_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> 
     if len(times) <= 48:
         ax.bar_label(bars, labels=[f"{e}/{c}" if c else "" for e, c in zip(errors, calls)], fontsize=7)
     colors = _colors(order)
-    if len(order) > 1:
+    top = max(rates, default=0.0)
+    if 1 < len(order) <= 6:
         for key in order:
             n, e = per_group[key]
             points = [(i, 100 * e[i] / n[i]) for i in range(len(times)) if n[i]]
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, linewidth=1,
                         color=colors[key], label=key)
+                top = max(top, max(p[1] for p in points))
     _time_ticks(ax, [_bucket_label(t, size) for t in times])
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, min(100.0, max(5.0, top * 1.25)))
     ax.set_ylabel("failed calls (%)")
     ax.set_xlabel(f"{size} (UTC); bar labels: failed/calls")
     total_e, total_c = sum(errors), sum(calls)
     ax.set_title(f"Error rate per {size} ({total_e} of {total_c} calls failed"
                  f"{f', {100 * total_e / total_c:.1f}%' if total_c else ''})")
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    _legend(ax)
     fig.tight_layout()
     return fig
 

@@ -93,7 +93,7 @@ def render_table(groups: Sequence[Group], total: Group | None, by: str) -> str:
              for r in rows]
     if total is not None:
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
-    return "\n".join(lines + footnotes(list(groups)))
+    return "\n".join(lines + footnotes(list(groups) + ([total] if total is not None else [])))
 
 
 def render_csv(groups: Sequence[Group], total: Group | None, by: str) -> str:
