@@ -261,3 +261,29 @@ def test_terminal_gets_one_progress_bar_of_its_own(known, store):
     assert "mltrack report: reading calls" in text and "2/2 runs" in text
     assert "Downloading artifacts" not in text
     assert proc.stdout.decode().startswith("model,calls,")
+
+
+def test_download_path_for_remote_artifact_stores_reads_the_same_calls_quietly(known, store, capfd):
+    """The path taken when artifacts are not a local folder (tracking server, S3): list + download per run."""
+    from mltrack.cli import report_data
+
+    run = store.run_named("b")
+    capfd.readouterr()
+    with report_data._no_mlflow_progress_bars():
+        texts = report_data._read_remote(store.client, run.info.run_id)
+    assert "Downloading artifacts" not in capfd.readouterr().err
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ  # restored
+    local = report_data._read_local(report_data._local_dir(run.info.artifact_uri))
+    assert texts == local and len(texts) >= 1
+    rows = report_data._parse_lines(run, texts, {})
+    assert [(r.model, r.prompt_tokens, r.cached_prompt_tokens, r.error) for r in rows] == [
+        ("gpt-4o-mini", 2000, 1024, None), ("gpt-4o-mini", 0, 0, "RateLimitError")]
+
+
+def test_summary_line_names_the_window(known, capsys):
+    assert main(["report", "--since", "2h"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.startswith("7 calls in 2 runs, since ") and head.endswith(" UTC (the last 2h), experiment Default")
+    assert main(["report", "--since", "2000-01-01T00:00Z", "--all-experiments"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "8 calls in 3 runs, since 2000-01-01 00:00 UTC, experiments Default, other")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from mltrack.cli.report_data import collect, parse_since, resolve_experiments
+from mltrack.cli.report_data import collect, is_duration, parse_since, resolve_experiments
 from mltrack.cli.report_render import render_csv, render_json, render_table
 from mltrack.cli.report_stats import TOTAL, group_by, key_function, summarize
 
@@ -46,8 +46,10 @@ def _client(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 
 def _summary(rows: list, experiments: list, since: _dt.datetime | None, args: argparse.Namespace) -> str:
-    window = "all time" if since is None else (f"since {since.strftime('%Y-%m-%d %H:%M')} UTC"
-                                               f"{f' (the last {args.since})' if args.since[-1:].isalpha() else ''}")
+    window = "all time"
+    if since is not None:
+        start = since.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        window = f"since {start} UTC" + (f" (the last {args.since.strip()})" if is_duration(args.since) else "")
     names = ", ".join(e.name for e in experiments)
     plural = "s" if len(experiments) != 1 else ""
     return f"{len(rows)} calls in {len(set(r.run_id for r in rows))} runs, {window}, experiment{plural} {names}"

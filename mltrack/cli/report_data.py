@@ -7,6 +7,7 @@ per run in a few threads with MLflow's own progress bars switched off.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 _WINDOW = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -24,6 +25,11 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RUNS_PAGE = 5000  # runs per search_runs request (SQL stores accept up to 50,000)
 
 Progress = Callable[[int, int], None]
+
+
+def is_duration(text: str | None) -> bool:
+    """True for a ``--since`` such as ``12h`` (as opposed to a date)."""
+    return bool(text and _WINDOW.match(text.strip()))
 
 
 def parse_since(text: str | None, now: _dt.datetime | None = None) -> _dt.datetime | None:
@@ -169,8 +175,6 @@ def _read_remote(client: Any, run_id: str) -> list[str]:
 def read_calls(client: Any, runs: Sequence[Any], since: _dt.datetime | None,
                progress: Progress | None = None) -> list[CallRow]:
     """Every call of these runs made at or after ``since``, in run order then step order."""
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # MLflow's own bars: one per download otherwise
-
     def calls_of(run: Any) -> list[CallRow]:
         tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
         local = _local_dir(run.info.artifact_uri or "")
@@ -179,21 +183,37 @@ def read_calls(client: Any, runs: Sequence[Any], since: _dt.datetime | None,
 
     rows: list[CallRow] = []
     total = len(runs)
+    pool = None
     if all(_local_dir(r.info.artifact_uri or "") is not None for r in runs):
         results: Iterable[list[CallRow]] = map(calls_of, runs)
-        pool = None
     else:
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mltrack-report")
         results = pool.map(calls_of, runs)
     try:
-        for done, found in enumerate(results, 1):
-            rows.extend(r for r in found if since is None or r.time >= since)
-            if progress is not None:
-                progress(done, total)
+        with _no_mlflow_progress_bars():
+            for done, found in enumerate(results, 1):
+                rows.extend(r for r in found if since is None or r.time >= since)
+                if progress is not None:
+                    progress(done, total)
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     return rows
+
+
+@contextlib.contextmanager
+def _no_mlflow_progress_bars() -> Iterator[None]:
+    """MLflow draws a "Downloading artifacts" bar per download unless told not to (read at each download)."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def collect(client: Any, experiment_ids: list[str], since: _dt.datetime | None,
