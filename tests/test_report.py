@@ -238,6 +238,7 @@ def test_piped_output_has_no_progress_bars(known, store):
     assert "7 calls in 2 runs" in proc.stdout
 
 
+@pytest.mark.skipif(os.name == "nt", reason="a pseudo-terminal needs a POSIX system")
 def test_terminal_gets_one_progress_bar_of_its_own(known, store):
     import pty
 

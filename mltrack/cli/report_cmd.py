@@ -52,12 +52,22 @@ def _summary(rows: list, experiments: list, since: _dt.datetime | None, args: ar
         window = f"since {start} UTC" + (f" (the last {args.since.strip()})" if is_duration(args.since) else "")
     names = ", ".join(e.name for e in experiments)
     plural = "s" if len(experiments) != 1 else ""
-    return f"{len(rows)} calls in {len(set(r.run_id for r in rows))} runs, {window}, experiment{plural} {names}"
+    runs = len(set(r.run_id for r in rows))
+    return (f"{len(rows)} call{'s' if len(rows) != 1 else ''} in {runs} run{'s' if runs != 1 else ''}, {window}, "
+            f"experiment{plural} {names}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else args.format
-    key_function(args.by)  # a bad --by fails before any store is read
+    key_function(args.by)  # a bad --by (or a missing matplotlib) fails before any store is read
+    if args.plot or args.html:
+        from mltrack.cli.report_plots import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            print(f"mltrack: {exc}", file=sys.stderr)
+            return 2
     since = parse_since(args.since)
     client, default_experiment = _client(args)
     experiments = resolve_experiments(client, args.experiment or [], args.all_experiments, default_experiment)
@@ -78,11 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.plot or args.html:
         from mltrack.cli.report_plots import render_charts, write_charts
 
-        try:
-            charts = render_charts(rows, args.by, [g.key for g in groups])
-        except ImportError as exc:
-            print(f"mltrack: {exc}", file=sys.stderr)
-            return 2
+        charts = render_charts(rows, args.by, [g.key for g in groups])
         # Where the charts went goes to stderr when stdout carries CSV/JSON, so the data stays parseable.
         notice = sys.stderr if fmt != "table" else sys.stdout
         if args.plot:

@@ -22,9 +22,15 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("mltrack report --plot / --html need matplotlib: pip install 'mltrack[plot]'") from exc
-    matplotlib.rcParams.update({"font.size": 9, "axes.titlesize": 11, "axes.spines.top": False,
-                                "axes.spines.right": False})
     return matplotlib, Figure
+
+
+def require_matplotlib() -> None:
+    """Fail early, with the install hint, when matplotlib is missing."""
+    _matplotlib()
+
+
+_STYLE = {"font.size": 9, "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False}
 
 
 def _png(fig: Any) -> bytes:
@@ -244,7 +250,9 @@ CHARTS: dict[str, Callable[[Sequence[CallRow], str, list[str]], Any]] = {  # fil
 
 def render_charts(rows: Sequence[CallRow], by: str, order: list[str]) -> dict[str, bytes]:
     """Every chart as PNG bytes, by file stem; ``order`` is the groups' order (colours follow it)."""
-    return {name: _png(chart(rows, by, order)) for name, chart in CHARTS.items()}
+    matplotlib, _ = _matplotlib()
+    with matplotlib.rc_context(_STYLE):  # the report's look, without touching the caller's settings
+        return {name: _png(chart(rows, by, order)) for name, chart in CHARTS.items()}
 
 
 def write_charts(charts: dict[str, bytes], folder: Path) -> list[Path]:
