@@ -19,11 +19,12 @@ _TITLES = {
 }
 
 _STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1300px;
        color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 0.9em; }
-th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+div.table { overflow-x: auto; }
+th, td { padding: 0.3em 0.6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 tr.total td { font-weight: 600; border-top: 2px solid #999; }
 p.meta, p.note { color: #555; font-size: 0.9em; }
@@ -53,6 +54,7 @@ def render_html(groups: Sequence[Group], total: Group | None, by: str, summary: 
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         f"<title>mltrack report by {esc(by)}</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
         f"<h1>LLM calls by {esc(by)}</h1>", f'<p class="meta">{esc(summary)}</p>',
-        f'<table id="report"><thead><tr>{head}</tr></thead><tbody>', *body, "</tbody></table>", notes,
+        f'<div class="table"><table id="report"><thead><tr>{head}</tr></thead><tbody>', *body,
+        "</tbody></table></div>", notes,
         *figures, "</body>", "</html>", "",
     ])

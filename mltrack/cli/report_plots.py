@@ -103,8 +103,10 @@ def cost_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
         if total > 0 and len(times) <= 48:
             ax.annotate(_usd_short(float(total)), (i, bottom[i]), ha="center", va="bottom", fontsize=7,
                         xytext=(0, 2), textcoords="offset points")
-    if not any(totals):
+    if not any(r.cost is not None for r in rows):
         ax.text(0.5, 0.5, "no priced calls in this window", transform=ax.transAxes, ha="center", color="#a33")
+    if not any(totals):
+        ax.set_ylim(0, 0.01)
     _time_ticks(ax, [_bucket_label(t, size) for t in times])
     ax.set_ylabel("cost (USD)")
     ax.set_xlabel(f"{size} (UTC)")
@@ -112,6 +114,7 @@ def cost_over_time(rows: Sequence[CallRow], by: str, order: list[str]) -> Any:
     ax.set_title(f"Cost per {size}, stacked by {by} (total {format_usd(sum(totals, Decimal(0)))})")
     _legend(ax)
     ax.margins(y=0.15)
+    ax.set_ylim(bottom=0)
     _note(fig, notes)
     fig.tight_layout(rect=(0, 0.03 * (len(notes) + 1) if notes else 0, 1, 1))
     return fig
