@@ -276,7 +276,7 @@ def test_download_path_for_remote_artifact_stores_reads_the_same_calls_quietly(k
     assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ  # restored
     local = report_data._read_local(report_data._local_dir(run.info.artifact_uri))
     assert texts == local and len(texts) >= 1
-    rows = report_data._parse_lines(run, texts, {})
+    rows = report_data._parse_lines(report_data.RunRef(run.info.run_id, run.info.artifact_uri, None, {}), texts)
     assert [(r.model, r.prompt_tokens, r.cached_prompt_tokens, r.error) for r in rows] == [
         ("gpt-4o-mini", 2000, 1024, None), ("gpt-4o-mini", 0, 0, "RateLimitError")]
 
@@ -288,3 +288,21 @@ def test_summary_line_names_the_window(known, capsys):
     assert main(["report", "--since", "2000-01-01T00:00Z", "--all-experiments"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == (
         "8 calls in 3 runs, since 2000-01-01 00:00 UTC, experiments Default, other")
+
+
+def test_sql_store_shortcut_finds_the_same_runs_as_search_runs(known, store):
+    from mltrack.cli import report_data
+
+    ended_long_ago = _old_call_run(store, days_ago=10)
+    deleted = store.client.create_run("0", run_name="deleted")
+    store.client.delete_run(deleted.info.run_id)
+    ids = ["0", store.client.get_experiment_by_name("other").experiment_id]
+    for cutoff in (None, (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).timestamp() * 1000):
+        fast = report_data._sql_store_runs(store.client, ids, cutoff)
+        slow = report_data._searched_runs(store.client, ids, cutoff)
+        assert fast is not None and sorted(fast, key=lambda r: r.run_id) == sorted(slow, key=lambda r: r.run_id)
+        names = {r.run_id: r for r in fast}
+        assert deleted.info.run_id not in names
+        assert (ended_long_ago in names) == (cutoff is None)
+        assert names[store.run_named("a").info.run_id].tags["prompt_version"] == "v1"
+        assert len(fast) == (4 if cutoff is None else 3)

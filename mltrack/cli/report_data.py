@@ -92,19 +92,69 @@ def resolve_experiments(client: Any, names: Sequence[str], all_experiments: bool
     return experiments
 
 
-def search_all_runs(client: Any, experiment_ids: list[str], since: _dt.datetime | None) -> list[Any]:
-    """Every run of the experiments that may hold calls in the window (paged ``search_runs``).
+@dataclass(frozen=True)
+class RunRef:
+    """What the report needs of a run: where its artifacts are, when it ended, its tags (``mlflow.*`` left out)."""
+
+    run_id: str
+    artifact_uri: str
+    end_time: int | None
+    tags: dict[str, str]
+
+
+def _user_tags(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {k: v for k, v in pairs if not k.startswith("mlflow.")}
+
+
+def search_all_runs(client: Any, experiment_ids: list[str], since: _dt.datetime | None) -> list[RunRef]:
+    """Every active run of the experiments that may hold calls in the window.
 
     A call happens between its run's start and end, so runs that ended before the window are skipped here;
-    the window itself is applied to each call's own time."""
-    runs, token = [], None
+    the window itself is applied to each call's own time. On MLflow's SQL store two plain queries (runs, tags)
+    replace ``search_runs``, which also loads every run's params and latest metrics; elsewhere ``search_runs``."""
     cutoff_ms = None if since is None else since.timestamp() * 1000
+    runs = _sql_store_runs(client, experiment_ids, cutoff_ms)
+    return runs if runs is not None else _searched_runs(client, experiment_ids, cutoff_ms)
+
+
+def _searched_runs(client: Any, experiment_ids: list[str], cutoff_ms: float | None) -> list[RunRef]:
+    """The same through MLflow's public ``search_runs`` (any store), paged."""
+    runs: list[RunRef] = []
+    token = None
     while True:
         page = client.search_runs(experiment_ids, max_results=_RUNS_PAGE, page_token=token)
-        runs.extend(r for r in page if cutoff_ms is None or r.info.end_time is None or r.info.end_time >= cutoff_ms)
+        runs.extend(RunRef(r.info.run_id, r.info.artifact_uri or "", r.info.end_time, _user_tags(r.data.tags.items()))
+                    for r in page if cutoff_ms is None or r.info.end_time is None or r.info.end_time >= cutoff_ms)
         token = page.token
         if not token:
             return runs
+
+
+def _sql_store_runs(client: Any, experiment_ids: list[str], cutoff_ms: float | None) -> list[RunRef] | None:
+    """The runs and their tags straight from MLflow's SQL tables; None when the store is not SQL (or its
+    tables are not what this MLflow version had), so the caller falls back to ``search_runs``."""
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from sqlalchemy import or_, select
+
+        store = client._tracking_client.store
+        if not isinstance(store, SqlAlchemyStore):
+            return None
+        wanted = [SqlRun.experiment_id.in_([int(e) for e in experiment_ids]), SqlRun.lifecycle_stage == "active"]
+        if cutoff_ms is not None:
+            wanted.append(or_(SqlRun.end_time.is_(None), SqlRun.end_time >= cutoff_ms))
+        with store.ManagedSessionMaker() as session:
+            found = session.execute(select(SqlRun.run_uuid, SqlRun.artifact_uri, SqlRun.end_time)
+                                    .where(*wanted).order_by(SqlRun.start_time.desc(), SqlRun.run_uuid)).all()
+            tag_rows = session.execute(select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+                                       .join(SqlRun, SqlRun.run_uuid == SqlTag.run_uuid).where(*wanted)).all()
+    except Exception:  # noqa: BLE001 - MLflow internals moved: the public API still works
+        return None
+    tags: dict[str, list[tuple[str, str]]] = {}
+    for run_id, key, value in tag_rows:
+        tags.setdefault(run_id, []).append((key, value))
+    return [RunRef(run_id, uri or "", end, _user_tags(tags.get(run_id, ()))) for run_id, uri, end in found]
 
 
 def _local_dir(artifact_uri: str) -> Path | None:
@@ -119,14 +169,14 @@ def _local_dir(artifact_uri: str) -> Path | None:
     return None
 
 
-def _parse_lines(run: Any, texts: Iterable[str], tags: dict[str, str]) -> list[CallRow]:
+def _parse_lines(run: RunRef, texts: Iterable[str]) -> list[CallRow]:
     by_step: dict[int, CallRow] = {}
     for text in texts:
         for line in text.splitlines():
             if not line.strip():
                 continue
             try:
-                row = _row(run.info.run_id, json.loads(line), tags)
+                row = _row(run.run_id, json.loads(line), run.tags)
             except (ValueError, TypeError, KeyError, InvalidOperation):
                 continue  # a line this version cannot read costs that line only
             by_step[row.step] = row  # a replayed batch rewrites the same steps: keep one row per step
@@ -172,19 +222,18 @@ def _read_remote(client: Any, run_id: str) -> list[str]:
     return texts
 
 
-def read_calls(client: Any, runs: Sequence[Any], since: _dt.datetime | None,
+def read_calls(client: Any, runs: Sequence[RunRef], since: _dt.datetime | None,
                progress: Progress | None = None) -> list[CallRow]:
     """Every call of these runs made at or after ``since``, in run order then step order."""
     def calls_of(run: Any) -> list[CallRow]:
-        tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
-        local = _local_dir(run.info.artifact_uri or "")
-        texts = _read_local(local) if local is not None else _read_remote(client, run.info.run_id)
-        return _parse_lines(run, texts, tags)
+        local = _local_dir(run.artifact_uri)
+        texts = _read_local(local) if local is not None else _read_remote(client, run.run_id)
+        return _parse_lines(run, texts)
 
     rows: list[CallRow] = []
     total = len(runs)
     pool = None
-    if all(_local_dir(r.info.artifact_uri or "") is not None for r in runs):
+    if all(_local_dir(r.artifact_uri) is not None for r in runs):
         results: Iterable[list[CallRow]] = map(calls_of, runs)
     else:
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mltrack-report")
