@@ -55,4 +55,3 @@ def test_config_check_reports_errors_with_exit_code(tmp_path, monkeypatch):
     proc = subprocess.run([sys.executable, "-m", "mltrack", "config", "check"], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
