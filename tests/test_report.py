@@ -307,3 +307,31 @@ def test_sql_store_shortcut_finds_the_same_runs_as_search_runs(known, store):
         assert (ended_long_ago in names) == (cutoff is None)
         assert names[store.run_named("a").info.run_id].tags["prompt_version"] == "v1"
         assert len(fast) == (4 if cutoff is None else 3)
+
+
+def test_configured_experiment_is_the_default(known, capsys, monkeypatch):
+    from mltrack import config
+
+    monkeypatch.setenv("MLTRACK_EXPERIMENT", "other")
+    config.reset()
+    assert main(["report", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["experiments"] == ["other"] and doc["total"]["calls"] == 1
+
+
+def test_a_replayed_batch_counts_each_call_once():
+    """The writer names a calls file after its first step; a replay rewrites a batch that may end elsewhere, so two
+    files can hold the same steps: one row per step, the later file's."""
+    from mltrack.cli import report_data
+
+    def line(step, tokens):
+        return json.dumps({"step": step, "timestamp": "2026-12-01T10:00:00+00:00", "model": "gpt-4o-mini",
+                           "provider": "openai", "prompt_tokens": tokens, "completion_tokens": 1,
+                           "total_tokens": tokens + 1, "total_cost": "0.000001", "latency_ms": 1.0, "error": None})
+
+    run = report_data.RunRef("r1", "/nowhere", None, {"team": "x"})
+    first = "\n".join([line(0, 10), line(1, 11), line(2, 12)]) + "\n"
+    replayed = "\n".join([line(2, 12), line(3, 13)]) + "\nnot json\n"
+    rows = report_data._parse_lines(run, [first, replayed])
+    assert [(r.step, r.prompt_tokens) for r in rows] == [(0, 10), (1, 11), (2, 12), (3, 13)]
+    assert rows[0].time == dt.datetime(2026, 12, 1, 10, tzinfo=dt.timezone.utc) and rows[0].tags == {"team": "x"}
