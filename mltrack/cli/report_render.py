@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Sequence
 
 from mltrack.cli.report_stats import Group
@@ -18,7 +18,8 @@ def format_usd(value: Decimal) -> str:
     """Money for people: ``$`` and at least two decimals and three significant digits, more when the exact
     value has them (up to six): ``$1.00``, ``$0.000150``, ``$0.0003525``, ``$1234.57``.
 
-    (The report's own formatter; to be unified with the CLI's shared money formatter.)"""
+    Rounded half up. (The report's own formatter, to be unified with the CLI's shared one: that one stops at
+    three significant digits, which would print 0.0003525 as $0.000353.)"""
     value = Decimal(value)
     if value == 0:
         return "$0.00"
@@ -30,7 +31,7 @@ def format_usd(value: Decimal) -> str:
     min_decimals = max(2, _MIN_SIGNIFICANT - 1 - magnitude)
     max_decimals = max(2, _MAX_SIGNIFICANT - 1 - magnitude)
     decimals = min(max(min_decimals, exact_decimals), max_decimals)
-    return f"{sign}${value.quantize(Decimal(1).scaleb(-decimals)):f}"
+    return f"{sign}${value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):f}"
 
 
 def _ms(value: float | None) -> str:
