@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark sections (each section runs in its own fresh interpreter).
 
 Nothing here is part of mltrack; it only uses mltrack's public API, ``mltrack.testing`` and
-``mltrack.writer.get_writer().pending()``.
+``mltrack.writer.status()``.
 """
 
 from __future__ import annotations
@@ -134,14 +134,39 @@ MESSAGES = [
 
 # ----------------------------------------------------------------------------------------- process facts
 def writer_process_pid() -> int | None:
-    """The pid of mltrack's writer process, when one runs (mltrack internals; None when they moved)."""
+    """The pid of the journal folder's shared writer process, when one runs (from its status.json)."""
     try:
-        from mltrack.writer import worker
+        from mltrack import writer
 
-        process = worker._link._process if worker._link is not None else None
-        return process.pid if process is not None and process.poll() is None else None
+        folder = writer.status().get("journal_dir")
+        if not folder:
+            return None
+        pid = int(json.loads((Path(folder) / "status.json").read_text())["pid"])
+        os.kill(pid, 0)
+        return pid
     except Exception:  # noqa: BLE001
         return None
+
+
+def tree_rss_bytes(pid: int | None = None) -> int:
+    """RSS of a process and all its descendants (Linux /proc): what an application costs, helpers included."""
+    root = pid or os.getpid()
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        current = todo.pop()
+        total += rss_bytes(current)
+        todo.extend(children.get(current, ()))
+    return total
 
 
 def rss_bytes(pid: int | None = None) -> int:
@@ -159,21 +184,20 @@ def rss_bytes(pid: int | None = None) -> int:
 
 
 def writer_pending() -> int | None:
-    """Records waiting in mltrack's writer queue (None if the writer has no ``pending``)."""
+    """Records this process handed to mltrack that are not written yet."""
     try:
-        from mltrack.writer import get_writer
+        from mltrack import writer
 
-        return int(get_writer().pending())
+        return int(writer.status()["pending"])
     except Exception:  # noqa: BLE001 - informative only
         return None
 
 
 def writer_dropped() -> int | None:
     try:
-        from mltrack.writer import get_writer
+        from mltrack import writer
 
-        value = getattr(get_writer(), "dropped", None)
-        return int(value) if value is not None else None
+        return int(writer.status()["dropped"])
     except Exception:  # noqa: BLE001
         return None
 

@@ -12,7 +12,9 @@ from mltrack.entry.context import track_llm_context
 from mltrack.entry.decorator import track
 from mltrack.entry.tracker import LLMTracker
 from mltrack.errors import BudgetExceededError, BudgetWarning, ConfigError
+from mltrack.insights import FilterError, calculate_trace_filter_correlation, search_traces
 from mltrack.instrumentation import detect_frameworks, instrument, uninstrument
+from mltrack.metrics import enable_prometheus
 from mltrack.providers.anthropic import (
     anthropic_prompt_extractor,
     anthropic_response_extractor,
@@ -26,20 +28,24 @@ __all__ = [
     "BudgetExceededError",
     "BudgetWarning",
     "ConfigError",
+    "FilterError",
     "LLMCall",
     "LLMTracker",
     "__version__",
     "anthropic_prompt_extractor",
     "anthropic_response_extractor",
     "anthropic_token_extractor",
+    "calculate_trace_filter_correlation",
     "configure",
     "detect_frameworks",
+    "enable_prometheus",
     "flush",
     "get_config",
     "instrument",
     "openai_prompt_extractor",
     "openai_response_extractor",
     "openai_token_extractor",
+    "search_traces",
     "track",
     "track_llm_context",
     "uninstrument",

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
-import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import Store
+from conftest import Store, fresh_sqlite_db
 
 import mltrack
 from mltrack import config, writer
@@ -32,16 +31,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _fresh_db(template: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "mlflow.db"
-    shutil.copyfile(template, db)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                     (str(folder / "mlruns" / "0"),))
-    return db
 
 
 def _assert_exactly_once(store: Store, run_id: str, n: int, expected_total: float) -> None:
@@ -59,7 +48,7 @@ class MlflowServer:
 
     def __init__(self, folder: Path, template: Path) -> None:
         self.folder = folder
-        self.db = _fresh_db(template, folder)
+        self.db = fresh_sqlite_db(template, folder)
         self.port = _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -167,7 +156,7 @@ CHILD = textwrap.dedent("""
                 time.sleep(0.02)
             print("READY", json.dumps(writer.status()), flush=True)
             time.sleep(600)
-    if os.environ.get("CHILD_FLUSH"):  # also waits for the journals of dead processes this one adopted
+    if os.environ.get("CHILD_FLUSH"):
         assert mltrack.flush(timeout=240), writer.status()
     print("DONE", flush=True)
 """)
@@ -209,19 +198,39 @@ def _ready(proc: subprocess.Popen, timeout: float = 120.0) -> dict:
     raise AssertionError(f"child not ready: {proc.stderr.read()[-3000:]}")
 
 
+def _segments(journal: Path) -> list[Path]:
+    return sorted(journal.glob("stores/*/*.jsonl"))
+
+
+def _drained(journal: Path, timeout: float = 120.0) -> bool:
+    """The journal folder's writer has written (and deleted) every segment of processes that are gone."""
+    from mltrack.writer.journal import Folder, owner_of
+
+    folder = Folder(journal)
+
+    def left() -> list[Path]:
+        return [p for p in _segments(journal) if not folder.owner_alive(owner_of(p))]
+
+    deadline = time.monotonic() + timeout
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not left()
+
+
 def _finish_with_next_process(uri: str, journal: Path, cwd: Path) -> None:
-    """Whatever a process left in the journal, the next one (same journal folder) writes."""
-    if list(journal.glob("*.jsonl")):
+    """Whatever a process left in the journal is written in the background by the folder's writer, which the
+    next process (same journal folder) starts if none runs."""
+    if _segments(journal):
         env = _child_env(uri, journal, CHILD_MODE="exit", CHILD_CALLS="1", CHILD_RUN="next", CHILD_FLUSH="1")
         result = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=cwd, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-    assert not list(journal.glob("*.jsonl"))
+    assert _drained(journal)
 
 
 @pytest.fixture
 def sqlite_store(_template_store, tmp_path) -> Store:
-    return Store(f"sqlite:///{_fresh_db(_template_store, tmp_path / 'store')}")
+    return Store(f"sqlite:///{fresh_sqlite_db(_template_store, tmp_path / 'store')}")
 
 
 def test_normal_exit_without_flush_loses_nothing(sqlite_store, tmp_path):
@@ -235,7 +244,7 @@ def test_normal_exit_without_flush_loses_nothing(sqlite_store, tmp_path):
     assert run.info.status == "FINISHED"
     own = [r for r in sqlite_store.runs() if r.info.run_name.startswith("llm-tracker-")]
     assert len(own) == 1 and own[0].info.status == "FINISHED" and own[0].data.metrics["llm.calls"] == 1
-    assert not list((tmp_path / "journal").glob("*")), "a clean exit leaves no journal behind"
+    assert _drained(tmp_path / "journal"), "a clean exit leaves no records behind"
 
 
 def test_sigterm_writes_pending_records_and_the_application_handler_still_runs(sqlite_store, tmp_path):
@@ -290,25 +299,26 @@ def test_sigkill_while_the_store_is_down_then_the_next_process_replays_exactly_o
     finally:
         proc.kill()
 
-    # The journal holds what had not been written: one JSON line per record, after a header line.
-    segments = sorted(journal.glob("*.jsonl"))
-    lines = [json.loads(line) for path in segments for line in path.read_text().splitlines()[1:]]
+    # The journal holds what had not been written: one JSON line per record, in the store's folder.
+    segments = _segments(journal)
+    lines = [json.loads(line) for path in segments for line in path.read_text().splitlines()]
     assert len([r for r in lines if r["t"] == "l"]) == n + 1 and len([r for r in lines if r["t"] == "s"]) == 2
-    assert all(json.loads(path.read_text().splitlines()[0])["uri"] == uri for path in segments)
-    assert list(journal.glob("*.lock"))
+    assert all(json.loads((path.parent / "uri").read_text())["uri"] == uri for path in segments)
+    for path in segments:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
     folder.unlink()  # the store is back
-    store = Store(f"sqlite:///{_fresh_db(_template_store, folder)}")
+    store = Store(f"sqlite:///{fresh_sqlite_db(_template_store, folder)}")
     env = _child_env(uri, journal, CHILD_MODE="exit", CHILD_CALLS="3", CHILD_RUN="next", CHILD_FLUSH="1")
     result = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert _drained(journal), "a replayed journal is deleted"
     run = store.run_named("child")
     _assert_exactly_once(store, run.info.run_id, n, float(sum(i % 5 + 2 for i in range(n))))
     assert run.info.status == "RUNNING"  # its process died before ending it
     assert store.run_named("next").data.metrics["llm.calls"] == 3
     assert len([r for r in store.runs() if r.info.run_name.startswith("llm-tracker-")]) == 2
-    assert not list(journal.glob("*")), "a replayed journal is deleted"
 
 
 def test_exit_while_the_store_is_down_is_bounded_and_keeps_everything(_template_store, tmp_path, monkeypatch):
@@ -322,13 +332,13 @@ def test_exit_while_the_store_is_down_is_bounded_and_keeps_everything(_template_
                             timeout=300)
     assert result.returncode == 0 and "DONE" in result.stdout, result.stderr[-3000:]
     assert time.monotonic() - started < writer.EXIT_TIMEOUT_S + 60
-    assert "cannot write to MLflow" in result.stderr
-    lines = [json.loads(line) for p in journal.glob("*.jsonl") for line in p.read_text().splitlines()[1:]]
+    assert "cannot write to the MLflow store" in result.stderr
+    lines = [json.loads(line) for p in _segments(journal) for line in p.read_text().splitlines()]
     assert len([r for r in lines if r["t"] == "l"]) == 301 and len([r for r in lines if r["t"] == "e"]) == 2
 
-    # This process picks the journal up when its writer starts (the same folder, the store back).
+    # Once a process tracks with this journal folder again, its writer writes the leftovers (the store is back).
     folder.unlink()
-    store = Store(f"sqlite:///{_fresh_db(_template_store, folder)}")
+    store = Store(f"sqlite:///{fresh_sqlite_db(_template_store, folder)}")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     monkeypatch.chdir(tmp_path)
     config.reset()
@@ -336,6 +346,7 @@ def test_exit_while_the_store_is_down_is_bounded_and_keeps_everything(_template_
     mltrack.LLMTracker(model="gpt-4o-mini").log_prompt_response("p", "r", token_usage={"prompt_tokens": 1,
                                                                                      "completion_tokens": 1})
     assert mltrack.flush(timeout=120) is True
+    assert _drained(journal)
     run = store.run_named("child")
     _assert_exactly_once(store, run.info.run_id, 300, float(sum(i % 5 + 2 for i in range(300))))
     assert run.info.status == "FINISHED"

@@ -95,6 +95,14 @@ KEYS: tuple[Key, ...] = (
     Key("journal_retention_days", Number(minimum=0, exclusive=True), 7, "MLTRACK_JOURNAL_RETENTION_DAYS",
         "Records another process left in the journal for a store that never answered are dropped, with one "
         "warning, after this many days.", extension=True),
+    Key("prometheus_enabled", Bool(), False, "MLTRACK_PROMETHEUS_ENABLED",
+        "Export live Prometheus metrics of LLM calls from the first tracked call (needs mltrack[prometheus])."),
+    Key("prometheus_port", Int(minimum=0, maximum=65535, nullable=True), None, "MLTRACK_PROMETHEUS_PORT",
+        "Serve /metrics on this port when prometheus_enabled; null: only register the metrics.", example=9464),
+    Key("prometheus_addr", Str(nullable=False), "127.0.0.1", "MLTRACK_PROMETHEUS_ADDR",
+        "Address the /metrics server binds (0.0.0.0: every interface)."),
+    Key("prometheus_max_models", Int(minimum=0), 200, "MLTRACK_PROMETHEUS_MAX_MODELS",
+        "Distinct model label values in Prometheus metrics; later models are labelled other."),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}

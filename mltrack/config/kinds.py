@@ -147,15 +147,20 @@ class Int:
 
     minimum: int = 0
     nullable: bool = False
+    maximum: int | None = None  # inclusive
     merge = False
 
     @property
     def label(self) -> str:
-        return f"int > {self.minimum}" + (" or null" if self.nullable else "")
+        return f"int > {self.minimum}{self._top}" + (" or null" if self.nullable else "")
 
     @property
     def expected(self) -> str:
-        return f"an integer > {self.minimum}"
+        return f"an integer > {self.minimum}{self._top}"
+
+    @property
+    def _top(self) -> str:
+        return "" if self.maximum is None else f" and <= {self.maximum}"
 
     def check(self, value: Any, dotted: str, sink: Sink) -> Any:
         if value is None and self.nullable:
@@ -166,7 +171,7 @@ class Int:
             if not value.is_integer():
                 return sink.bad(dotted, self.expected, value)
             value = int(value)
-        if value <= self.minimum:
+        if value <= self.minimum or (self.maximum is not None and value > self.maximum):
             return sink.bad(dotted, self.expected, value)
         return value
 

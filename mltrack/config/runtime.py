@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from .._safety import warn_once
 from ..errors import ConfigError
 from .keys import KEYS
-from .loader import Base, Problem, build_settings, merge_overrides, read_base, validate_overrides
+from .loader import Base, Problem, build_settings, merge_overrides, read_base, read_enabled, validate_overrides
 from .settings import Settings, thaw
 
 _lock = threading.Lock()
@@ -44,7 +44,7 @@ def _ensure_base() -> Base:
     if _error is not None:
         raise ConfigError(_error)
     if _base is None:
-        base = read_base(os.environ, cwd_or_none())
+        base = _switched_off(os.environ) or read_base(os.environ, cwd_or_none())
         try:
             emit(base.problems)
         except ConfigError as exc:
@@ -52,6 +52,14 @@ def _ensure_base() -> Base:
             raise
         _base = base
     return _base
+
+
+def _switched_off(environ: Mapping[str, str]) -> Base | None:
+    """With MLTRACK_ENABLED / MLFLOW_ENABLED false: defaults only, no file searched or read (the switch wins)."""
+    enabled, source, problems = read_enabled(environ)
+    if enabled or problems:
+        return None
+    return Base(enabled=False, enabled_source=source)
 
 
 def get_settings() -> Settings:

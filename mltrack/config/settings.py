@@ -34,6 +34,10 @@ class Settings:
     writer_process: bool
     journal_dir: str | None
     journal_retention_days: float
+    prometheus_enabled: bool
+    prometheus_port: int | None
+    prometheus_addr: str
+    prometheus_max_models: int
     enabled: bool = True
     source: str | None = None
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mltrack import _safety
+from mltrack.engine import observers as _observers
 from mltrack.engine import pricing as _pricing
 from mltrack.engine.cost import compute_cost
 from mltrack.providers import _registry
@@ -149,6 +150,19 @@ def _tokens_per_second(raw: RawCall, usage: Usage) -> float | None:
     return usage.completion_tokens / seconds if seconds > 0 else None
 
 
+def _tell_observers(call: LLMCall, extracted: Any, request: Any, settings: Any) -> None:
+    """Hand a tracked call to the observers (Prometheus), starting Prometheus first if the config asks for it."""
+    if not settings.enabled or not settings.llm_tracking_enabled:
+        return
+    if settings.prometheus_enabled:
+        from mltrack.metrics import enable_from_settings
+
+        enable_from_settings(settings)  # once; later calls return at the first check
+    operation = ((extracted.operation if extracted is not None else None)
+                 or (request.operation if request is not None else None) or "chat")
+    _observers.notify(call, operation)
+
+
 def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
     """Normalize, count, price and total one call. Raises on malformed input (callers hold the safety net)."""
     extracted = _registry.extract_response(raw.response) or _registry.extract_response(raw.source)
@@ -217,5 +231,7 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
         "params": params,
         "metadata": dict(raw.metadata),
     })
+    if settings.prometheus_enabled or _observers.active:
+        _tell_observers(call, extracted, request, settings)
     kept = freeze(prompt) if settings.llm_log_prompts else None
     return Processed(call=call, snapshot=snapshot, prompt=kept, response_text=text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from mltrack import _safety, writer
 from mltrack.config import get_settings
@@ -96,21 +96,32 @@ def _cost_needed_now(settings: Any) -> bool:
             or settings.llm_token_limit_warning is not None)
 
 
-def defer_call(raw: RawCall, handle: RunHandle | None) -> None:
+def defer_call(raw: RawCall, handle: RunHandle | None) -> Callable[[], LLMCall | None]:
     """Log a call whose record nobody receives. The caller's thread only copies the prompt or the call's kwargs
     (the caller may append to its message list next) and hands the call over; it is priced and totalled on the
     writer thread, or sooner by whoever reads the run's totals. With a budget limit set, it is priced at once.
+    Returns a ticket: calling it gives the record (pricing it then if needed), for ``entry/_seen.py``.
     Never raises."""
     try:
         settings = get_settings()
         if handle is None or not settings.enabled or not settings.llm_tracking_enabled or _cost_needed_now(settings):
-            safe_record_call(raw, handle)
-            return
+            done = safe_record_call(raw, handle)
+            return lambda: done
         raw.prompt = freeze(raw.prompt)
         if raw.call_kwargs is not None:
             raw.call_kwargs = freeze_kwargs(raw.call_kwargs)
         op = LogCall(handle, None, None)
         handle.defer(_Unpriced(raw, settings, op))
         writer.submit(op)
+        return _ticket(op)
     except Exception as exc:  # noqa: BLE001 - the safety net
         _safety.report_internal_error("logging an LLM call", exc)
+        return lambda: None
+
+
+def _ticket(op: LogCall) -> Callable[[], LLMCall | None]:
+    """The record of a deferred call once priced (None if pricing failed)."""
+    def record() -> LLMCall | None:
+        op.handle.settle()
+        return op.processed.call if op.processed is not None else None
+    return record

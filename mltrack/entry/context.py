@@ -9,6 +9,7 @@ from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.entry import _runs
 from mltrack.entry.tracker import LLMTracker
+from mltrack.instrumentation._open_streams import finish_run_streams
 from mltrack.run_state import RunHandle
 
 
@@ -42,7 +43,9 @@ class _LLMContext:
                 _runs.deactivate(self._token)
             except ValueError:  # exited in another context than entered (e.g. a different task)
                 pass
-        _safety.guarded("closing a run", _runs.close_run, self._handle, exc, time.perf_counter() - self._started)
+        elapsed = time.perf_counter() - self._started
+        _safety.guarded("recording streams left open", finish_run_streams, self._handle)  # before the run ends
+        _safety.guarded("closing a run", _runs.close_run, self._handle, exc, elapsed)
         return None
 
     async def __aenter__(self) -> LLMTracker:

@@ -10,10 +10,10 @@ from typing import Any, Callable, Mapping, TypeVar, overload
 from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.process import RawCall
-from mltrack.entry import _runs
+from mltrack.entry import _runs, _seen
+from mltrack.instrumentation._open_streams import finish_run_streams
 from mltrack.entry._log import defer_call
 from mltrack.providers import _registry
-from mltrack.instrumentation._call import logged_responses
 from mltrack.run_state import RunHandle
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,16 +61,18 @@ class _Scope:
     def log_result(self, result: Any) -> None:
         """A function that returns an LLM response gets that call logged into its run, with no other code."""
         try:
-            if _registry.is_llm_response(result) and result not in logged_responses:
+            if _registry.is_llm_response(result) and not _seen.logged(result):
                 latency = (time.perf_counter() - self.started) * 1000.0
-                defer_call(RawCall(response=result, latency_ms=latency), self.handle)
+                _seen.remember(result, defer_call(RawCall(response=result, latency_ms=latency), self.handle))
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("logging the returned response", exc)
 
-    def close(self, error: BaseException | None) -> None:
+    def close(self, error: BaseException | None, keep: Any = None) -> None:
+        """End the run; streams of it still open are recorded first, except ``keep`` (the returned value)."""
         if self.closed:
             return
         self.closed = True
+        _safety.guarded("recording streams left open", finish_run_streams, self.handle, keep)
         try:
             _runs.close_run(self.handle, error, time.perf_counter() - self.started)
         except Exception as exc:  # noqa: BLE001
@@ -92,7 +94,7 @@ def _wrap_function(func: Callable[..., Any], open_scope: Callable[[tuple, dict],
             raise
         _runs.deactivate(token)
         scope.log_result(result)
-        scope.close(None)
+        scope.close(None, keep=result)
         return result
 
     return wrapper
@@ -113,7 +115,7 @@ def _wrap_coroutine(func: Callable[..., Any], open_scope: Callable[[tuple, dict]
             raise
         _runs.deactivate(token)
         scope.log_result(result)
-        scope.close(None)
+        scope.close(None, keep=result)
         return result
 
     return wrapper

@@ -13,7 +13,7 @@ from mltrack import _safety, writer
 from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
-from mltrack.entry import _runs
+from mltrack.entry import _runs, _seen
 from mltrack.entry._log import defer_call, safe_record_call
 from mltrack.record import LLMCall
 from mltrack.run_state import RunHandle
@@ -86,11 +86,21 @@ class LLMTracker:
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> LLMCall:
-        """Log one call that already happened; returns its normalized, priced record (a plain frozen value)."""
+        """Log one call that already happened; returns its normalized, priced record (a plain frozen value).
+
+        Raises :class:`ConfigError` when the configuration is invalid (as every mltrack entry point does)."""
+        get_settings()  # a bad config is loud here, not swallowed by the safety net below
+        ticket = _seen.ticket_of(response)
+        if ticket is not None:  # already logged (by instrumentation, usually): that record, not a second one
+            logged = _safety.guarded("reading a logged call", ticket)
+            if logged is not None:
+                return logged
         raw = RawCall(prompt=prompt, response=response, token_usage=token_usage, model=model, provider=provider,
                       fallback_model=self.model, fallback_provider=self.provider, latency_ms=latency_ms,
                       params=_as_mapping(params, "params"), metadata=_as_mapping(metadata, "metadata"))
-        return safe_record_call(raw, _safety.guarded("resolving the run", self._handle))
+        call = safe_record_call(raw, _safety.guarded("resolving the run", self._handle))
+        _seen.remember(response, lambda: call)
+        return call
 
     def track_llm_call(
         self,
@@ -104,6 +114,7 @@ class LLMTracker:
 
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
             def before() -> RunHandle | None:
+                get_settings()  # ConfigError reaches the caller, before the call is made
                 try:
                     handle = self._handle()
                 except Exception as exc:  # noqa: BLE001 - the safety net
@@ -114,8 +125,10 @@ class LLMTracker:
                     ensure_within_budget(handle, settings)
                 return handle
 
-            def after(handle: RunHandle | None, args: tuple, kwargs: dict, result: Any, error: BaseException | None,
-                      latency_ms: float) -> None:
+            def after(handle: RunHandle | None, inside: list[int], args: tuple, kwargs: dict, result: Any,
+                      error: BaseException | None, latency_ms: float) -> None:
+                if inside[0] or (error is None and _seen.logged(result)):
+                    return  # instrumentation (or another entry point) logged this call already: one record
                 raw = RawCall(
                     prompt=_extract("extract_prompt", extract_prompt, args, kwargs) if extract_prompt else None,
                     call_kwargs=None if extract_prompt else kwargs,
@@ -128,19 +141,37 @@ class LLMTracker:
                     fallback_model=self.model, fallback_provider=self.provider,
                     latency_ms=latency_ms, error=type(error).__name__ if error is not None else None,
                 )
-                defer_call(raw, handle)
+                ticket = defer_call(raw, handle)
+                if error is None:
+                    _seen.remember(result, ticket)
+
+            def enter(handle: RunHandle | None) -> tuple[list[int], Any, Any]:
+                """Count instrumented calls made inside, and let them log into this tracker's run."""
+                inside, watch_token = _seen.watch()
+                return inside, watch_token, _runs.activate(handle) if handle is not None else None
+
+            def leave(tokens: tuple[list[int], Any, Any]) -> None:
+                if tokens[2] is not None:
+                    _safety.guarded("leaving the run", _runs.deactivate, tokens[2])
+                _seen.unwatch(tokens[1])
 
             if inspect.iscoroutinefunction(func):
                 @functools.wraps(func)
                 async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                     handle = before()
+                    tokens = enter(handle)
                     started = time.perf_counter()
                     try:
                         result = await func(*args, **kwargs)
                     except Exception as exc:
-                        after(handle, args, kwargs, None, exc, (time.perf_counter() - started) * 1000.0)
+                        leave(tokens)
+                        after(handle, tokens[0], args, kwargs, None, exc, (time.perf_counter() - started) * 1000.0)
                         raise
-                    after(handle, args, kwargs, result, None, (time.perf_counter() - started) * 1000.0)
+                    except BaseException:
+                        leave(tokens)
+                        raise
+                    leave(tokens)
+                    after(handle, tokens[0], args, kwargs, result, None, (time.perf_counter() - started) * 1000.0)
                     return result
 
                 return async_wrapper
@@ -148,13 +179,19 @@ class LLMTracker:
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 handle = before()
+                tokens = enter(handle)
                 started = time.perf_counter()
                 try:
                     result = func(*args, **kwargs)
                 except Exception as exc:
-                    after(handle, args, kwargs, None, exc, (time.perf_counter() - started) * 1000.0)
+                    leave(tokens)
+                    after(handle, tokens[0], args, kwargs, None, exc, (time.perf_counter() - started) * 1000.0)
                     raise
-                after(handle, args, kwargs, result, None, (time.perf_counter() - started) * 1000.0)
+                except BaseException:
+                    leave(tokens)
+                    raise
+                leave(tokens)
+                after(handle, tokens[0], args, kwargs, result, None, (time.perf_counter() - started) * 1000.0)
                 return result
 
             return wrapper

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 import time
-import weakref
 from contextvars import ContextVar
 from typing import Any, Mapping
 
@@ -12,61 +12,36 @@ from mltrack import _safety
 from mltrack.config import get_settings
 from mltrack.engine.budgets import ensure_within_budget
 from mltrack.engine.process import RawCall
-from mltrack.entry import _runs
+from mltrack.entry import _runs, _seen
 from mltrack.entry._log import defer_call
-from mltrack.errors import BudgetExceededError
+from mltrack.errors import BudgetExceededError, ConfigError
+from mltrack.instrumentation._user_trace import record_in_user_trace, user_span
 from mltrack.providers._base import Extracted, Request, StreamAccumulator
 from mltrack.run_state import RunHandle
 
+_finish_lock = threading.Lock()  # a stream may be finalized by its consumer and by its run's end at once
+
 # Set while an instrumented call runs, so a framework that calls an SDK underneath is logged once, not twice.
 _inside: ContextVar[bool] = ContextVar("mltrack_inside_llm_call", default=False)
-
-
-class _LoggedResponses:
-    """Responses already logged by instrumentation, so ``@track`` returning one does not log it again."""
-
-    def __init__(self) -> None:
-        self._refs: dict[int, Any] = {}
-
-    def add(self, obj: Any) -> None:
-        key = id(obj)
-        try:
-            self._refs[key] = weakref.ref(obj, lambda _ref, key=key: self._refs.pop(key, None))
-        except TypeError:
-            pass
-
-    def __contains__(self, obj: Any) -> bool:
-        ref = self._refs.get(id(obj))
-        return ref is not None and ref() is obj
-
-
-logged_responses = _LoggedResponses()
-
-
-def _inside_track_function(handle: RunHandle | None) -> bool:
-    """Is a ``@track`` function's run this run or an ancestor (it may return the response: log it once)?"""
-    while handle is not None:
-        if handle.kind == "function":
-            return True
-        handle = handle.parent
-    return False
 
 
 class CallScope:
     """One instrumented call, from just before the request to its single record (finalized once)."""
 
     __slots__ = ("provider", "request", "call_kwargs", "metadata", "handle", "standalone", "started", "finished",
-                 "_token")
+                 "_token", "user_span", "started_wall")
 
     def __init__(self, provider: str, request: Request | None, metadata: Mapping[str, Any], handle: RunHandle | None,
-                 standalone: bool, call_kwargs: dict | None = None) -> None:
+                 standalone: bool, call_kwargs: dict | None = None, user_span: Any = None) -> None:
         self.provider = provider
         self.request = request  # what a framework read from its call; SDK calls give their kwargs instead
         self.call_kwargs = call_kwargs
         self.metadata = dict(metadata)
         self.handle = handle
         self.standalone = standalone
+        self.user_span = user_span  # the user's live MLflow span the call is a child of (see _user_trace.py)
         self.started = time.perf_counter()
+        self.started_wall = time.time()
         self.finished = False
         self._token: Any = None
 
@@ -86,14 +61,20 @@ class CallScope:
             handle = _runs.current_run()
             ensure_within_budget(handle, settings)
             standalone = False
-            if handle is None:
+            parent = user_span(settings)
+            if handle is None and parent is None:
                 if not settings.standalone_runs:
                     return None
                 name = "chat-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                 handle, standalone = _runs.open_run(name, settings, kind="standalone"), True
-            return cls(provider, request, metadata or {}, handle, standalone, call_kwargs)
+            _seen.note_instrumented()
+            return cls(provider, request, metadata or {}, handle, standalone, call_kwargs, parent)
         except BudgetExceededError:
             raise
+        except ConfigError as exc:  # the SDK call is the user's: it goes through untracked, said once
+            _safety.warn_once(f"config-error:{exc}", f"mltrack: invalid configuration, this LLM call is not "
+                              f"tracked (mltrack's own entry points raise ConfigError):\n{exc}", UserWarning, 4)
+            return None
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("preparing an instrumented call", exc)
             return None
@@ -135,12 +116,15 @@ class CallScope:
 
     def finish(self, *, response: Any = None, extracted: Extracted | None = None, error: BaseException | None = None,
                ttft_ms: float | None = None, stream_end_ms: float | None = None, content_events: int = 0,
-               extra_metadata: Mapping[str, Any] | None = None) -> None:
-        """Record the call once (later calls do nothing); never raises."""
-        if self.finished:
-            return
-        self.finished = True
+               extra_metadata: Mapping[str, Any] | None = None, ended_ms: float | None = None) -> None:
+        """Record the call once (later calls do nothing, whichever thread makes them); never raises.
+        ``ended_ms``: when the call ended, from its start, if not now (a stream left early: its last chunk)."""
+        with _finish_lock:
+            if self.finished:
+                return
+            self.finished = True
         try:
+            latency = self.elapsed_ms() if ended_ms is None else ended_ms
             metadata = {**self.metadata, **extra_metadata} if extra_metadata else self.metadata
             request = self.request
             raw = RawCall(
@@ -151,7 +135,8 @@ class CallScope:
                 model=extracted.model if extracted is not None else None,
                 provider=self.provider,
                 fallback_model=request.model if request is not None and isinstance(request.model, str) else None,
-                latency_ms=self.elapsed_ms(),
+                latency_ms=latency,
+                timestamp=self.started_wall + latency / 1000.0,
                 ttft_ms=ttft_ms,
                 stream_end_ms=stream_end_ms,
                 content_events=content_events,
@@ -160,9 +145,12 @@ class CallScope:
                 error=type(error).__name__ if error is not None else None,
                 service_tier=extracted.service_tier if extracted is not None else None,
             )
-            defer_call(raw, self.handle)
-            if response is not None and _inside_track_function(self.handle):
-                logged_responses.add(response)
+            if self.user_span is not None:
+                ticket = record_in_user_trace(raw, self.handle, self.user_span)
+            else:
+                ticket = defer_call(raw, self.handle)
+            if response is not None:
+                _seen.remember(response, ticket)  # log_prompt_response / @track / track_llm_call see it: one record
         except Exception as exc:  # noqa: BLE001
             _safety.report_internal_error("recording an instrumented call", exc)
         finally:
@@ -170,9 +158,9 @@ class CallScope:
                 _safety.guarded("closing a run", _runs.close_run, self.handle, error, None)
 
     def finish_stream(self, accumulator: StreamAccumulator, *, complete: bool, error: BaseException | None,
-                      first_ms: float | None, last_ms: float | None) -> None:
+                      first_ms: float | None, last_ms: float | None, ended_ms: float | None = None) -> None:
         extra: dict[str, Any] = {"stream": True}
         if not complete:
             extra["stream_incomplete"] = True
         self.finish(extracted=accumulator.finish(), error=error, ttft_ms=first_ms, stream_end_ms=last_ms,
-                    content_events=accumulator.content_events, extra_metadata=extra)
+                    content_events=accumulator.content_events, extra_metadata=extra, ended_ms=ended_ms)

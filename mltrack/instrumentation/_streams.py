@@ -1,7 +1,8 @@
 """Proxies that look exactly like the SDK's stream while they watch it go by.
 
 State lives in wrapt's ``_self_`` attributes (never on the SDK object). The call is recorded exactly once,
-whichever comes first: exhaustion, ``close()``, leaving ``with``, an error, or garbage collection.
+whichever comes first: exhaustion, ``close()``, leaving ``with``, an error, the end of the run it belongs to,
+interpreter exit, or garbage collection (see ``_open_streams.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import wrapt
 
 from mltrack import _safety
+from mltrack.instrumentation import _open_streams
 from mltrack.instrumentation._call import CallScope
 from mltrack.providers._base import StreamAccumulator
 
@@ -23,14 +25,16 @@ class _StreamWatcher:
         self._self_acc = accumulator
         self._self_first_ms: float | None = None
         self._self_last_ms: float | None = None
+        self._self_seen_ms = scope.elapsed_ms()  # when the last chunk (of any kind) arrived; first: the response
+        _open_streams.register(self, scope.handle)
 
     def _self_observe(self, event: Any) -> bool:
         """Feed one event to the accumulator; returns whether the caller should see it."""
         try:
             before = self._self_acc.content_events
             visible = self._self_acc.add(event)
+            now = self._self_seen_ms = self._self_scope.elapsed_ms()
             if self._self_acc.content_events != before:
-                now = self._self_scope.elapsed_ms()
                 if self._self_first_ms is None:
                     self._self_first_ms = now
                 self._self_last_ms = now
@@ -39,12 +43,16 @@ class _StreamWatcher:
             _safety.report_internal_error("reading a stream event", exc)
             return True
 
-    def _self_finish(self, complete: bool, error: BaseException | None = None) -> None:
+    def _self_finish(self, complete: bool, error: BaseException | None = None, left: bool = False) -> None:
+        """Record the call once. A stream not read to its end is timed by its last chunk, not by when it is
+        finalized (closed, left at the end of its run, collected, or found open at exit)."""
         scope = self._self_scope
         if scope.finished:
             return
+        _open_streams.forget(self)
+        ended_at = None if complete or (error is not None and not left) else self._self_seen_ms
         scope.finish_stream(self._self_acc, complete=complete, error=error, first_ms=self._self_first_ms,
-                            last_ms=self._self_last_ms)
+                            last_ms=self._self_last_ms, ended_ms=ended_at)
 
 
 class SyncStreamProxy(_StreamWatcher, wrapt.ObjectProxy):

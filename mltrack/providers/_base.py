@@ -90,6 +90,7 @@ class Extracted:
     text: str | None
     usage: Usage | None
     kind: str = "chat"
+    operation: str = "chat"  # the GenAI operation name: chat, text_completion, embeddings or responses
     service_tier: str | None = None  # as the response reports it (OpenAI: default, flex, priority, ...)
 
 
@@ -100,6 +101,7 @@ class Request:
     prompt: Any
     model: str | None
     params: dict[str, Any]
+    operation: str | None = None  # the GenAI operation name, when the request's shape tells it
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class StreamAccumulator:
     """Collects a provider's stream events into one call. ``add`` says whether the caller should see the event."""
 
     provider = ""
+    operation = "chat"
 
     def __init__(self) -> None:
         self.model: str | None = None
@@ -179,4 +182,4 @@ class StreamAccumulator:
                           cache_write_tokens=usage.cache_write_tokens,
                           cache_write_1h_tokens=usage.cache_write_1h_tokens)
         return Extracted(provider=self.provider, model=self.model, text="".join(self.text_parts) or None,
-                         usage=usage, kind="stream", service_tier=self.service_tier)
+                         usage=usage, kind="stream", operation=self.operation, service_tier=self.service_tier)

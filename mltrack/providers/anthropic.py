@@ -80,7 +80,7 @@ def extract_request(args: tuple, kwargs: dict[str, Any]) -> Request:
     prompt: Any = messages
     if system and type(system).__name__ not in ("NotGiven", "Omit"):
         prompt = [{"role": "system", "content": system}, *(messages or [])]
-    return Request(prompt=prompt, model=kwargs.get("model"), params=sampling_params(kwargs))
+    return Request(prompt=prompt, model=kwargs.get("model"), params=sampling_params(kwargs), operation="chat")
 
 
 def is_request(kwargs: dict[str, Any]) -> bool:

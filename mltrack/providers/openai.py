@@ -31,6 +31,8 @@ _KIND_BY_CLASS = {
 }
 _kind_by_type: dict[type, str | None] = {}  # per SDK class, filled on first sight
 _KIND_BY_OBJECT = {"chat.completion": "chat", "text_completion": "completion", "response": "responses"}
+OPERATIONS = {"chat": "chat", "completion": "text_completion", "responses": "responses", "embedding": "embeddings"}
+"""mltrack's response kind -> the OpenTelemetry GenAI operation name (``gen_ai.operation.name``)."""
 
 
 def _kind(obj: Any) -> str | None:
@@ -95,8 +97,10 @@ def extract_response(obj: Any) -> Extracted:
         text = _responses_text(obj)
     raw_usage = get(obj, "usage")
     usage = extract_usage(raw_usage) if raw_usage is not None else None
+    kind = kind or "chat"
     return Extracted(provider="openai", model=text_or_none(get(obj, "model")), text=text_or_none(text), usage=usage,
-                     kind=kind or "chat", service_tier=text_or_none(get(obj, "service_tier")))
+                     kind=kind, operation=OPERATIONS.get(kind, "chat"),
+                     service_tier=text_or_none(get(obj, "service_tier")))
 
 
 def is_usage(obj: Any) -> bool:
@@ -138,16 +142,33 @@ def extract_usage(obj: Any) -> Usage:
     )
 
 
+def _request_operation(key: str | None, kwargs: dict[str, Any]) -> str | None:
+    """Which endpoint a request is for: ``input`` serves both Responses and Embeddings (told apart by the
+    embedding-only parameters, or an embedding model's name)."""
+    if key == "messages":
+        return "chat"
+    if key == "prompt":
+        return "text_completion"
+    if key == "input":
+        model = kwargs.get("model")
+        embedding = ("encoding_format" in kwargs or "dimensions" in kwargs
+                     or (isinstance(model, str) and "embedding" in model))
+        return "embeddings" if embedding else "responses"
+    return None
+
+
 def extract_request(args: tuple, kwargs: dict[str, Any]) -> Request:
     prompt: Any = None
+    found: str | None = None
     for key in ("messages", "input", "prompt"):
         if kwargs.get(key) is not None:
-            prompt = kwargs[key]
+            prompt, found = kwargs[key], key
             break
     if prompt is not None and kwargs.get("instructions"):
         instructions = {"role": "system", "content": kwargs["instructions"]}
         prompt = [instructions, *prompt] if isinstance(prompt, list) else [instructions, {"role": "user", "content": prompt}]
-    return Request(prompt=prompt, model=kwargs.get("model"), params=sampling_params(kwargs))
+    return Request(prompt=prompt, model=kwargs.get("model"), params=sampling_params(kwargs),
+                   operation=_request_operation(found, kwargs))
 
 
 def is_request(kwargs: dict[str, Any]) -> bool:
@@ -208,6 +229,8 @@ class ChatStreamAccumulator(StreamAccumulator):
     def add(self, event: Any) -> bool:
         self.model = self.model or text_or_none(get(event, "model"))
         self.service_tier = text_or_none(get(event, "service_tier")) or self.service_tier
+        if get(event, "object") == "text_completion":  # legacy Completions stream
+            self.operation = "text_completion"
         choices = get(event, "choices") or ()
         for choice in choices:
             delta = get(choice, "delta")
@@ -230,6 +253,7 @@ class ResponsesStreamAccumulator(StreamAccumulator):
     """Responses API events: text deltas, and the final response (with usage) on completed/incomplete/failed."""
 
     provider = "openai"
+    operation = "responses"
 
     def add(self, event: Any) -> bool:
         kind = get(event, "type") or ""

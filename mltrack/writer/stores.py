@@ -12,8 +12,11 @@ from pathlib import Path
 
 
 def resolve(uri: str | None) -> str:
-    """``uri`` (the configured one), else MLflow's current tracking URI in this process, else
-    ``MLFLOW_TRACKING_URI``, else MLflow's default (a SQLite file in the working directory); made absolute."""
+    """``uri`` (configured in .mltrack.yml or ``configure``), else MLflow's current tracking URI in this process
+    (``mlflow.set_tracking_uri`` wins over ``MLFLOW_TRACKING_URI``, as in MLflow), else ``MLFLOW_TRACKING_URI``,
+    else MLflow's default (a SQLite file in the working directory); made absolute."""
+    if uri and uri == os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = None  # from the environment, which mlflow.set_tracking_uri overrides in MLflow itself
     if not uri:
         mlflow = sys.modules.get("mlflow")
         if mlflow is not None and not getattr(getattr(mlflow, "__spec__", None), "_initializing", False):

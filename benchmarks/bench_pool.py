@@ -1,0 +1,120 @@
+"""Worker pools: 4 "fork" and 4 "spawn" multiprocessing workers x 50 calls each, untracked and tracked, measured
+in the same run; and flush() with a few records pending.
+
+Each variant runs as a fresh script (what a user runs): the untracked one makes the same calls to the real openai
+SDK against mltrack's fake server; the tracked one has ``mltrack.instrument("openai")`` in every worker and
+``@mltrack.track`` around each task. Wall time from start to the end of the interpreter (mltrack writes at exit),
+its ratio against the untracked script (target <= 1.5x), and every call counted in the store afterwards.
+
+    python benchmarks/bench_pool.py [--calls 50] [--store sqlite|server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+SCRIPT = r"""
+import multiprocessing, os, sys
+sys.path.insert(0, os.environ["BENCH_DIR"])
+import _common as C
+TRACKED = os.environ["BENCH_TRACKED"] == "1"
+if TRACKED:
+    import mltrack
+    mltrack.instrument("openai")
+
+def task(n):
+    client = C.openai_client(os.environ["BENCH_BASE_URL"])
+    def calls():
+        for _ in range(n):
+            client.chat.completions.create(model=C.MODEL, messages=C.MESSAGES)
+    if TRACKED:
+        mltrack.track(name="pool-task")(calls)()
+    else:
+        calls()
+    return os.getpid()
+
+if __name__ == "__main__":
+    n = int(os.environ["BENCH_CALLS"])
+    for method in ("fork", "spawn"):
+        with multiprocessing.get_context(method).Pool(4) as pool:
+            pool.map(task, [n] * 4, chunksize=1)
+"""
+
+FLUSH = r"""
+import json, os, sys, time
+sys.path.insert(0, os.environ["BENCH_DIR"])
+import _common as C
+import mltrack
+samples = []
+mltrack.LLMTracker(model=C.MODEL).log_prompt_response("warm", "up", token_usage={"prompt_tokens": 1, "completion_tokens": 1})
+mltrack.flush(120)
+for i in range(int(os.environ["BENCH_ROUNDS"])):
+    with mltrack.track_llm_context("flush-bench", model=C.MODEL) as tracker:
+        for _ in range(3):
+            tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 5, "completion_tokens": 2})
+    t = time.perf_counter_ns()
+    assert mltrack.flush(60)
+    samples.append(time.perf_counter_ns() - t)
+print(json.dumps(C.summary_us(samples)))
+"""
+
+
+def _run(script: str, env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=cwd, capture_output=True, text=True,
+                            timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=50, help="flush() measurements")
+    args = parser.parse_args(argv)
+    fake = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_fake_server.py"))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    base_url = fake.stdout.readline().strip()
+    tmp = Path(tempfile.mkdtemp(prefix="mltrack-bench-pool-"))
+    try:
+        env = dict(os.environ, BENCH_DIR=str(Path(__file__).parent), BENCH_BASE_URL=base_url,
+                   BENCH_CALLS=str(args.calls), MLTRACK_JOURNAL_DIR=str(tmp / "journal"))
+        env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's default: ./mlflow.db in the script's folder
+        untracked = _run(SCRIPT, dict(env, BENCH_TRACKED="0"), tmp)
+        tracked = _run(SCRIPT, dict(env, BENCH_TRACKED="1"), tmp)
+        calls = C.count_rows(tmp / "mlflow.db", "metrics WHERE key = 'llm.calls'") if (tmp / "mlflow.db").exists() else 0
+        expected = 8 * args.calls
+        ratio = tracked / untracked
+        print(f"worker pools, 4 fork + 4 spawn workers x {args.calls} calls (SQLite default store)")
+        print(f"  untracked {untracked:6.2f} s   tracked {tracked:6.2f} s   ratio {ratio:.2f}x (target <= 1.5x) "
+              f"{C.verdict(ratio <= 1.5)}")
+        print(f"  calls in the store: {calls} of {expected} {C.verdict(calls == expected)}")
+
+        flush_env = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'flush.db'}", BENCH_ROUNDS=str(args.rounds))
+        result = subprocess.run([sys.executable, "-c", FLUSH], env=flush_env, cwd=tmp, capture_output=True,
+                                text=True, timeout=1800)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-2000:])
+        import json
+
+        s = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"flush() with one run (start, 3 calls, end) pending, SQLite, {args.rounds} rounds: p50 "
+              f"{C.fmt_us(s['p50'])}, p90 {C.fmt_us(s['p90'])} (target p50 <= 100 ms) {C.verdict(s['p50'] <= 100_000)}")
+    finally:
+        fake.stdin.close()
+        fake.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
