@@ -228,11 +228,17 @@ def test_azure_deployments_config_is_validated(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("amount", "text"), [
-    ("1", "$1.00"), ("0.00015", "$0.000150"), ("12.345", "$12.35"), ("0", "$0.00"), ("0.0123", "$0.0123"),
-    ("0.999999", "$1.00"), ("1234.5", "$1234.50"), ("-0.0004", "-$0.000400"), ("0.5", "$0.500"),
+    ("1", "$1.00"), ("0.00015", "$0.000150"), ("12.345", "$12.345"), ("0", "$0.00"), ("0.0123", "$0.0123"),
+    ("0.0003525", "$0.0003525"), ("1234.5678", "$1234.57"), ("0.9999999", "$1.00"), ("1234.5", "$1234.50"),
+    ("-0.0004", "-$0.000400"), ("0.5", "$0.500"), ("0.00000001234567", "$0.0000000123457"),
 ])
 def test_money_has_two_decimals_and_three_significant_digits(amount: str, text: str) -> None:
     assert format_usd(Decimal(amount)) == text
+
+
+def test_money_from_floats_and_none() -> None:
+    assert (format_usd(0.25), format_usd(0.1 + 0.2), format_usd(2), format_usd(None)) == (
+        "$0.250", "$0.300000", "$2.00", "-")  # 0.30000000000000004: six significant digits at most
 
 
 def test_cost_command_prints_dollars_and_cents(capsys):
