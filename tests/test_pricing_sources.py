@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -102,6 +103,25 @@ def test_price_history_by_call_date() -> None:
     assert _cost("o3", 1000, 1000, day="2025-06-09") == (1000 * Decimal(10) + 1000 * Decimal(40)) / M
     assert _cost("o3", 1000, 1000, day="2025-06-10") == (1000 * Decimal(2) + 1000 * Decimal(8)) / M
     assert _cost("o3", 1000, 1000) == (1000 * Decimal(2) + 1000 * Decimal(8)) / M
+    # a moving -latest alias priced by date: mistral-small-latest was $0.10 / $0.30 until 2026-03-16
+    assert _cost("mistral-small-latest", 1000, 1000, day="2026-03-15") == (1000 * Decimal("0.1") + 300) / M
+    assert _cost("mistral-small-latest", 1000, 1000, day="2026-03-16") == (1000 * Decimal("0.15") + 600) / M
+
+
+def test_the_engine_prices_a_call_by_its_own_date() -> None:
+    import calendar
+
+    from mltrack.config import get_settings
+    from mltrack.engine.process import RawCall, process
+
+    def cost_on(day: str) -> Decimal:
+        stamp = calendar.timegm(time.strptime(day + " 12:00", "%Y-%m-%d %H:%M"))
+        raw = RawCall(prompt="p", response="r", model="o3", provider="openai", timestamp=stamp,
+                      token_usage={"prompt_tokens": 1000, "completion_tokens": 1000})
+        return process(raw, get_settings(), None).call.cost.total
+
+    assert cost_on("2025-06-09") == (1000 * Decimal(10) + 1000 * Decimal(40)) / M
+    assert cost_on("2025-06-10") == (1000 * Decimal(2) + 1000 * Decimal(8)) / M
 
 
 def test_one_hour_cache_writes_are_priced_at_their_own_rate() -> None:
