@@ -68,7 +68,8 @@ def main() -> None:
     for label, price, kw in (("flat rate", flat, {}), ("service tier + date", rich,
                                                          {"service_tier": "flex", "day": "2025-01-01"}),
                              ("long-context tier", tiered, {})):
-        samples[label] = _best_of(args.rounds, lambda p=price, k=kw: [compute_cost(p, usage, **k) for _ in range(n)]) / n
+        run = (lambda p=price, k=kw: [compute_cost(p, usage, **k) for _ in range(n)])
+        samples[label] = _best_of(args.rounds, run) / n
     baseline = samples["flat rate"]
     for label, seconds in samples.items():
         print(f"compute_cost   {label:22} {seconds * 1e6:6.2f} us   ratio to flat {seconds / baseline:.2f}x")

@@ -7,7 +7,6 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import anthropic
 import openai
 import pytest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Sequence
 
 from mltrack.cli.money import format_usd  # the CLI's one money formatter (re-exported for report_plots)

@@ -14,7 +14,16 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from mltrack.engine.prices import PRICE_FIELDS, RATE_FIELDS, UNIT, ModelPrice, PricePeriod, PriceTier, PricingDataError, Rates
+from mltrack.engine.prices import (
+    PRICE_FIELDS,
+    RATE_FIELDS,
+    UNIT,
+    ModelPrice,
+    PricePeriod,
+    PriceTier,
+    PricingDataError,
+    Rates,
+)
 from mltrack.engine.prices import norm as _norm
 
 _FILE_FIELDS = ("provider", "source", "as_of", "unit", "prefixes", "origin", "models")
