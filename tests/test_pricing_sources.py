@@ -365,8 +365,20 @@ def test_pricing_update_rejects_a_file_that_is_not_genai_prices_data(tmp_path, c
     assert "not a genai-prices data file" in capsys.readouterr().err
 
 
-def test_pricing_update_from_installed_genai_prices_matches_the_shipped_files(tmp_path, capsys, user_prices):
+def test_shipped_generated_files_are_what_the_pinned_genai_prices_gives(tmp_path):
+    """pricing/generated is exactly `mltrack pricing update --out pricing/generated` run on its as_of date."""
+    import datetime as dt
+
+    import yaml
+
+    from mltrack.engine import price_update
+    from mltrack.engine.pricing import generated_dir
+
     pytest.importorskip("genai_prices")
-    assert main(["pricing", "update", "--out", str(tmp_path / "fresh")]) == 0
-    out = capsys.readouterr().out
-    assert "0 added, 0 changed, 0 removed" in out  # the shipped generated files are up to date
+    shipped = {path.name: yaml.safe_load(path.read_text()) for path in sorted(generated_dir().glob("*.yml"))}
+    (as_of,) = {content["as_of"] for content in shipped.values()}
+    providers, origin = price_update.read_source()
+    price_update.write_files(price_update.generate(providers, origin, dt.date.fromisoformat(as_of)), tmp_path)
+    fresh = {path.name: yaml.safe_load(path.read_text()) for path in sorted(tmp_path.glob("*.yml"))}
+    assert fresh == shipped
+    assert len(shipped) == 10 and sum(len(content["models"]) for content in shipped.values()) == 528
