@@ -10,6 +10,7 @@ from mltrack._version import __version__
 from mltrack.config import configure, get_config
 from mltrack.entry.context import track_llm_context
 from mltrack.entry.decorator import track
+from mltrack.entry.retrieval import track_retrieval
 from mltrack.entry.tracker import LLMTracker
 from mltrack.errors import BudgetExceededError, BudgetWarning, ConfigError
 from mltrack.instrumentation import detect_frameworks, instrument, uninstrument
@@ -44,6 +45,7 @@ __all__ = [
     "openai_token_extractor",
     "track",
     "track_llm_context",
+    "track_retrieval",
     "uninstrument",
 ]
 
