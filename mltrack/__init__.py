@@ -22,7 +22,8 @@ from mltrack.providers.anthropic import (
 )
 from mltrack.providers.openai import openai_prompt_extractor, openai_response_extractor, openai_token_extractor
 from mltrack.record import LLMCall
-from mltrack.writer import flush
+from mltrack.judges import judge
+from mltrack.judges._flush import flush
 
 __all__ = [
     "BudgetExceededError",
@@ -40,6 +41,7 @@ __all__ = [
     "flush",
     "get_config",
     "instrument",
+    "judge",
     "openai_prompt_extractor",
     "openai_response_extractor",
     "openai_token_extractor",

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from mltrack._version import __version__
-from mltrack.cli import config_cmd, journal_cmd, pricing_cmd, report_cmd
+from mltrack.cli import config_cmd, journal_cmd, judge_cmd, pricing_cmd, report_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     pricing_cmd.add_parsers(sub)
     config_cmd.add_parser(sub)
     journal_cmd.add_parser(sub)
+    judge_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,62 @@
+"""``mltrack judge``: score past runs with the configured judges, skipping runs already judged with the same
+judge and model (tag ``mltrack.judged.<name>``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from mltrack.cli.report_data import parse_window
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else width
+    return f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from mltrack.cli.report_cmd import _client_and_experiments
+    from mltrack.config import get_settings
+    from mltrack.judges._config import judge_config
+    from mltrack.judges._past import judge_run, pending_judges
+    from mltrack.judges._runner import SPEND, usd
+
+    client, experiment_ids = _client_and_experiments(args)
+    window = parse_window(args.since)
+    filter_string = f"attributes.start_time >= {int((time.time() - window) * 1000)}" if window else ""
+    runs = client.search_runs(experiment_ids, filter_string=filter_string, max_results=50000)
+    config = judge_config(get_settings())
+    metrics = args.metrics.split(",") if args.metrics else None
+    judged = skipped = failed = 0
+    spent_before = SPEND.total
+    tty = sys.stderr.isatty()
+    for i, run in enumerate(runs, 1):
+        todo = pending_judges(run, config.model, metrics)
+        if not todo:
+            skipped += 1
+        else:
+            try:
+                judge_run(run.info.run_id, todo, tracking_uri=client.tracking_uri)
+                judged += 1
+            except ValueError:  # nothing to judge in that run (no LLM call with a logged response)
+                skipped += 1
+            except Exception as exc:  # noqa: BLE001 - one run's failure does not stop the batch
+                failed += 1
+                print(f"\nmltrack: run {run.info.run_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if tty:
+            print(_bar(i, len(runs)), end="", file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)
+    print(f"judged {judged} run(s), skipped {skipped} (already judged or nothing to judge), failed {failed}; "
+          f"judge spend {usd(SPEND.total - spent_before)} ({config.model})")
+    return 1 if failed else 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    judge = sub.add_parser("judge", help="score past runs with the configured judges (judges: in .mltrack.yml)")
+    judge.add_argument("--experiment", help="experiment name (default: experiment_name, else the default one)")
+    judge.add_argument("--since", help="time window, e.g. 24h, 1d (default: all time)")
+    judge.add_argument("--metrics", help="comma-separated judge names (default: judges.metrics)")
+    judge.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: the config's)")
+    judge.set_defaults(func=cmd_judge)
