@@ -216,3 +216,29 @@ def test_judge_on_demand_custom_judges_and_the_cli_skips_what_is_judged(store, f
 def test_a_bad_judges_block_is_a_config_error_naming_the_key(block, key):
     with pytest.raises(mltrack.ConfigError, match=key.replace(".", r"\.")):
         mltrack.configure(judges=block)
+
+
+def test_at_exit_judgments_not_started_are_dropped_with_a_count_and_exit_is_not_held(store, judge_llm):
+    import subprocess
+    import sys
+    import textwrap
+
+    judge_llm.queue(_answer(5, "late", 100, 10, delay_s=8.0))
+    code = textwrap.dedent(f"""
+        import time, mltrack
+        mltrack.configure(judges={{"enabled": True, "base_url": "{judge_llm.openai_base_url}",
+                                   "metrics": ["coherence"], "max_concurrency": 1}})
+        for i in range(3):
+            with mltrack.track_llm_context(f"run-{{i}}", model="gpt-4o-mini") as tracker:
+                tracker.log_prompt_response("p", "r", token_usage={{"prompt_tokens": 3, "completion_tokens": 2}})
+        time.sleep(0.5)  # the first judgment is in progress (its judge answers after 8 s)
+        print(time.time(), flush=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    exit_s = time.time() - float(result.stdout.split()[-1])
+    assert result.returncode == 0, result.stderr
+    assert "2 run(s) not judged at exit" in result.stderr
+    assert exit_s < 6.0  # the judge's 2 s at most, then the writer's usual exit
+    runs = store.runs()
+    assert sorted(r.info.run_name for r in runs) == ["run-0", "run-1", "run-2"]
+    assert all(r.info.status == "FINISHED" and not any(k.startswith("judge.") for k in r.data.metrics) for r in runs)
