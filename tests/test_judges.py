@@ -205,6 +205,48 @@ def test_judge_on_demand_custom_judges_and_the_cli_skips_what_is_judged(store, f
     assert main(["judge", "--since", "1d"]) == 0  # politeness was judged with this model: skipped
     assert len(judge_llm.requests) == 1
     assert "judged 0 run(s), skipped 1" in capsys.readouterr().out
+    judge_llm.queue(_answer(4, "fine", 200, 10))
+    assert main(["judge", "--since", "1d", "--metrics", "politeness,tone"]) == 0  # tone is new: judged
+    assert len(judge_llm.requests) == 2 and "Fake reply to: What is 2+2?" in judge_llm.requests[1].json[
+        "messages"][0]["content"]
+    assert _latest(store, run_id)["judge.tone"] == 4.0 and _latest(store, run_id)["judge.cost"] == float(
+        _mini(200, 10))
+    assert "judged 1 run(s), skipped 0" in capsys.readouterr().out and store.run(run_id).data.tags[
+        "mltrack.judged.tone"] == "gpt-4o-mini"
+
+
+def test_rate_limits_are_retried_and_a_slow_judge_times_out(store, fake_llm, judge_llm, openai_client,
+                                                            instrumented, monkeypatch):
+    from mltrack.judges import _runner
+
+    monkeypatch.setattr(_runner, "JUDGMENT_DEADLINE_S", 0.8)
+    _judges(judge_llm, metrics=["answer_relevancy", "coherence"], max_concurrency=1)
+    judge_llm.queue(ScriptedReply(status=429), _answer(3, "after a retry", 100, 10),
+                    _answer(5, "too late", 100, 10, delay_s=2.0), _answer(5, "too late", 100, 10, delay_s=2.0))
+    _turn(openai_client)("Retry?")
+    assert mltrack.flush(timeout=60)
+    (run,) = store.runs()
+    metrics = _latest(store, run.info.run_id)
+    assert metrics["judge.answer_relevancy"] == 3.0 and "judge.coherence" not in metrics
+    assert metrics["judge.errors"] == 1.0  # coherence: timed out (retried within its 0.8 s deadline only)
+    assert metrics["judge.cost"] == float(_mini(100, 10))  # the 429 and the timed-out calls cost nothing
+
+
+def test_an_anthropic_judge(store, fake_llm, judge_llm, openai_client, instrumented):
+    mltrack.configure(judges={"enabled": True, "model": "claude-3-5-haiku-20241022", "provider": "anthropic",
+                              "base_url": judge_llm.anthropic_base_url, "metrics": ["tone"]})
+    judge_llm.queue(ScriptedReply(text='```json\n{"score": 4, "rationale": "polite"}\n```',
+                                  usage={"input_tokens": 500, "output_tokens": 20}))
+    _turn(openai_client)("Hi?")
+    assert mltrack.flush(timeout=60)
+    (run,) = store.runs()
+    metrics = _latest(store, run.info.run_id)
+    assert judge_llm.requests[0].path == "/v1/messages"
+    assert metrics["judge.tone"] == 4.0  # a code fence around the JSON is tolerated
+    assert metrics["judge.cost"] == float((Decimal(500) * Decimal("0.80") + Decimal(20) * 4) / 10**6)
+    trace = store.client.get_trace(store.client.search_traces(locations=["0"], run_id=run.info.run_id)[0]
+                                   .info.trace_id)
+    assert [(a.name, a.source.source_id) for a in trace.info.assessments] == [("tone", "claude-3-5-haiku-20241022")]
 
 
 @pytest.mark.parametrize("block, key", [

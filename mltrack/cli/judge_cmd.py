@@ -19,7 +19,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from mltrack.cli.report_cmd import _client_and_experiments
     from mltrack.config import get_settings
     from mltrack.judges._config import judge_config
-    from mltrack.judges._past import judge_run, pending_judges
+    from mltrack.judges._past import NothingToJudge, judge_run, pending_judges
     from mltrack.judges._runner import SPEND, usd
 
     client, experiment_ids = _client_and_experiments(args)
@@ -39,7 +39,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
             try:
                 judge_run(run.info.run_id, todo, tracking_uri=client.tracking_uri)
                 judged += 1
-            except ValueError:  # nothing to judge in that run (no LLM call with a logged response)
+            except NothingToJudge:  # nothing to judge in that run (no LLM call with a logged response)
                 skipped += 1
             except Exception as exc:  # noqa: BLE001 - one run's failure does not stop the batch
                 failed += 1

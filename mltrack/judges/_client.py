@@ -44,18 +44,20 @@ class JudgeClient:
             key = os.environ.get("OPENAI_API_KEY") or ("not-needed" if config.base_url else None)
             self._client = sdk.OpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=timeout)
 
-    def complete(self, prompt: str, settings: Any) -> Reply:
-        """The judge's answer to ``prompt`` and what it cost. Raises the SDK's errors."""
+    def complete(self, prompt: str, settings: Any, timeout: float | None = None) -> Reply:
+        """The judge's answer to ``prompt`` and what it cost, within ``timeout`` seconds. Raises the SDK's errors."""
         from mltrack.instrumentation._call import _inside
 
         token = _inside.set(True)  # the instrumented SDK methods pass this call through untracked
         try:
             if self.config.provider == "anthropic":
-                response = self._client.messages.create(model=self.config.model, max_tokens=512, temperature=0,
-                                                        messages=[{"role": "user", "content": prompt}])
+                response = self._client.messages.create(model=self.config.model, max_tokens=512,
+                                                        messages=[{"role": "user", "content": prompt}],
+                                                        timeout=timeout)
             else:
                 response = self._client.chat.completions.create(model=self.config.model, temperature=0,
-                                                                messages=[{"role": "user", "content": prompt}])
+                                                                messages=[{"role": "user", "content": prompt}],
+                                                                timeout=timeout)
         finally:
             _inside.reset(token)
         return Reply(*_read(response, self.config, settings))

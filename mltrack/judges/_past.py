@@ -12,6 +12,10 @@ from mltrack.judges._prompts import Judge, question_of
 from mltrack.judges._runner import SPEND, judge_name, resolve_judges, run_judges
 
 
+class NothingToJudge(ValueError):
+    """The run has no LLM call with a logged response."""
+
+
 def _client(tracking_uri: str | None) -> Any:
     from mlflow import MlflowClient
 
@@ -30,7 +34,7 @@ def last_call(client: Any, run_id: str) -> tuple[str, str]:
                 lines += [json.loads(line) for line in fh if line.strip()]
     answered = [line for line in lines if line.get("response") is not None]
     if not answered:
-        raise ValueError(f"run {run_id} has no LLM call with a logged response to judge (llm/ artifacts missing, "
+        raise NothingToJudge(f"run {run_id} has no LLM call with a logged response to judge (llm/ artifacts missing, "
                          "or llm_log_responses was off)")
     last = max(answered, key=lambda line: (line.get("step", 0), line.get("timestamp", "")))
     return question_of(last.get("prompt")), str(last["response"])
@@ -87,9 +91,11 @@ def judge_run(run_id: str, metrics: Any = None, *, tracking_uri: str | None = No
 
 def pending_judges(run: Any, model: str, metrics: Any = None) -> list[Any]:
     """The judges not yet run on ``run`` with ``model`` (tag ``mltrack.judged.<name>``)."""
-    config = judge_config(__import__("mltrack.config", fromlist=["get_settings"]).get_settings())
+    from mltrack.config import get_settings
+
+    config = judge_config(get_settings())
     tags = run.data.tags
     return [j for j in resolve_judges(config, metrics) if tags.get(f"mltrack.judged.{judge_name(j)}") != model]
 
 
-__all__ = ["SPEND", "judge_run", "last_call", "pending_judges", "trace_and_context"]
+__all__ = ["SPEND", "NothingToJudge", "judge_run", "last_call", "pending_judges", "trace_and_context"]

@@ -117,7 +117,7 @@ def _ask(client: Any, prompt: str, settings: Any, sleep: Callable[[float], Any] 
     deadline = time.monotonic() + JUDGMENT_DEADLINE_S
     for pause in (*RETRY_PAUSES, None):
         try:
-            return client.complete(prompt, settings)
+            return client.complete(prompt, settings, max(deadline - time.monotonic(), 0.01))
         except Exception as exc:  # noqa: BLE001 - the SDK's errors
             if pause is None or not _retryable(exc) or time.monotonic() + pause > deadline:
                 raise
@@ -129,7 +129,7 @@ def resolve_judges(config: JudgeConfig, metrics: Any = None) -> list[Judge | Cal
     """The judges to run: built-in names, names under ``custom``, and callables."""
     out: list[Judge | Callable[..., Any]] = []
     for metric in (config.metrics if metrics is None else metrics):
-        if callable(metric):
+        if callable(metric) or isinstance(metric, Judge):
             out.append(metric)
         elif metric in config.custom:
             out.append(custom_judge(metric, config.custom[metric]))
@@ -193,6 +193,8 @@ class Runner:
         self._queue: queue.Queue[Any] = queue.Queue(MAX_PENDING)
         self._cond = threading.Condition()
         self._busy = 0  # queued + running
+        self._running = 0
+        self._max = 1  # judgments at once: the latest judges.max_concurrency (threads are only ever added)
         self._workers: list[threading.Thread] = []
         self._closed = False
         self._clients: dict[tuple[str, str, str | None], Any] = {}
@@ -204,6 +206,7 @@ class Runner:
             if self._closed:
                 return
             self._busy += 1
+            self._max = config.max_concurrency
             while len(self._workers) < config.max_concurrency:
                 worker = threading.Thread(target=self._work, name=f"mltrack-judge-{len(self._workers)}", daemon=True)
                 worker.start()
@@ -223,11 +226,17 @@ class Runner:
     def _work(self) -> None:
         while True:
             handle, settings = self._queue.get()
+            with self._cond:
+                while self._running >= self._max:
+                    self._cond.wait()
+                self._running += 1
             try:
                 _safety.guarded("judging a run", self._judge, handle, settings)
             except Exception:  # noqa: BLE001 - strict mode (mltrack's tests) re-raised a bug: show it, live on
                 threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread())))
             finally:
+                with self._cond:
+                    self._running -= 1
                 self._done()
 
     def _client(self, config: JudgeConfig) -> Any:
