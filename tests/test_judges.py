@@ -137,6 +137,21 @@ def test_garbage_and_server_errors_are_counted_warned_once_never_raised(store, f
     assert run.info.status == "FINISHED"
 
 
+def test_no_rationale_is_written_when_prompt_or_response_logging_is_off(store, fake_llm, judge_llm,
+                                                                      openai_client, instrumented):
+    mltrack.configure(llm_log_responses=False)
+    _judges(judge_llm, metrics=["coherence"])
+    judge_llm.queue(_answer(2, "It says 'Fake reply to: private question'", 100, 10))
+    _turn(openai_client, docs=())("private question")
+    assert mltrack.flush(timeout=60)
+    (run,) = store.runs()
+    assert _latest(store, run.info.run_id)["judge.coherence"] == 2.0
+    trace = store.client.get_trace(store.client.search_traces(locations=["0"], run_id=run.info.run_id)[0]
+                                   .info.trace_id)
+    assert [(a.name, a.value, a.rationale) for a in trace.info.assessments] == [("coherence", 2.0, None)]
+    assert "Fake reply" not in json.dumps(trace.to_dict())
+
+
 def test_sample_rate_zero_judges_nothing(store, fake_llm, judge_llm, openai_client, instrumented):
     _judges(judge_llm, sample_rate=0.0)
     for q in ("a", "b", "c"):
@@ -255,6 +270,7 @@ def test_an_anthropic_judge(store, fake_llm, judge_llm, openai_client, instrumen
     ({"sample_rate": 1.5}, "judges.sample_rate"),
     ({"metrics": ["answer_relevancy", "nope"]}, "judges.metrics"),
     ({"custom": {"x": 3}}, "judges.custom"),
+    ({"custom": {"has space": "{answer}"}}, "judges.custom"),
     ({"enabled": "yes"}, "judges.enabled"),
 ])
 def test_a_bad_judges_block_is_a_config_error_naming_the_key(block, key):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -13,6 +14,9 @@ FIELDS = ("enabled", "model", "provider", "base_url", "metrics", "sample_rate", 
 DEFAULTS: dict[str, Any] = {"enabled": False, "model": "gpt-4o-mini", "provider": "openai", "base_url": None,
                             "metrics": list(BUILTIN_NAMES), "sample_rate": 1.0, "max_cost_usd": None,
                             "max_concurrency": 4, "custom": {}}
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # a judge's name is part of a metric name (judge.<name>)
 
 
 def _number(value: Any) -> bool:
@@ -68,8 +72,9 @@ class JudgesKind:
                                                      and item >= 1):
                 bad(field, "an integer >= 1")
             elif field == "custom" and not (isinstance(item, dict) and all(
-                    isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in item.items())):
-                bad(field, "a mapping of judge name to prompt template (string)")
+                    isinstance(k, str) and _NAME.fullmatch(k) and isinstance(v, str) and v.strip()
+                    for k, v in item.items())):
+                bad(field, "a mapping of judge name (letters, digits, _ . -) to prompt template (string)")
             elif field == "metrics" and not (isinstance(item, (list, tuple)) and all(
                     (isinstance(m, str) and m) or callable(m) for m in item)):
                 bad(field, "a list of judge names (or, through configure(), callables)")

@@ -9,7 +9,7 @@ from typing import Any
 
 from mltrack.judges._config import judge_config
 from mltrack.judges._prompts import Judge, question_of
-from mltrack.judges._runner import SPEND, judge_name, resolve_judges, run_judges
+from mltrack.judges._runner import SPEND, judge_name, keep_rationale, resolve_judges, run_judges
 
 
 class NothingToJudge(ValueError):
@@ -83,7 +83,8 @@ def judge_run(run_id: str, metrics: Any = None, *, tracking_uri: str | None = No
     if trace_id is not None and outcome.scores:
         tracing = TracingClient(client.tracking_uri)
         for s in outcome.scores:
-            tracing.log_assessment(trace_id, Feedback(name=s.name, value=s.score, rationale=s.rationale or None,
+            rationale = (s.rationale or None) if keep_rationale(settings) else None
+            tracing.log_assessment(trace_id, Feedback(name=s.name, value=s.score, rationale=rationale,
                                                       source=AssessmentSource(source_type="LLM_JUDGE",
                                                                               source_id=config.model)))
     return {s.name: s.score for s in outcome.scores}

@@ -14,6 +14,7 @@ import atexit
 import logging
 import queue
 import random
+import re
 import sys
 import threading
 import time
@@ -142,7 +143,10 @@ def resolve_judges(config: JudgeConfig, metrics: Any = None) -> list[Judge | Cal
 
 
 def judge_name(judge: Judge | Callable[..., Any]) -> str:
-    return judge.name if isinstance(judge, Judge) else getattr(judge, "__name__", type(judge).__name__)
+    """The judge's metric and feedback name (a callable's ``__name__``, made a valid MLflow metric name)."""
+    if isinstance(judge, Judge):
+        return judge.name
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", getattr(judge, "__name__", type(judge).__name__)) or "custom"
 
 
 def run_judges(question: str, answer: str, context: list[str], config: JudgeConfig, settings: Any,
@@ -268,7 +272,7 @@ class Runner:
                                    if client is None and needs_client else 0)
         if not outcome.scores and not outcome.calls and not errors:
             return  # nothing asked (the spend cap, or no judge applies): nothing to write
-        submit_outcome(handle, outcome, config.model, errors)
+        submit_outcome(handle, outcome, config.model, errors, keep_rationale(settings))
 
     def wait(self, timeout: float | None) -> bool:
         """Wait until every queued judgment is done; True when all were."""
@@ -298,11 +302,17 @@ class Runner:
         self.wait(EXIT_WAIT_S)
 
 
-def submit_outcome(handle: Any, outcome: Outcome, model: str, errors: int) -> None:
+def keep_rationale(settings: Any) -> bool:
+    """A rationale may quote the prompt or the answer: written only when both may appear in MLflow."""
+    return bool(settings.llm_log_prompts and settings.llm_log_responses)
+
+
+def submit_outcome(handle: Any, outcome: Outcome, model: str, errors: int, rationale: bool = True) -> None:
     ts = int(time.time() * 1000)
     rows = [(f"judge.{s.name}", s.score, 0, ts) for s in outcome.scores]
     rows += [("judge.cost", float(outcome.cost), 0, ts), ("judge.errors", float(errors), 0, ts)]
-    feedback = tuple({"n": s.name, "v": s.score, "ra": s.rationale, "src": model} for s in outcome.scores)
+    feedback = tuple({"n": s.name, "v": s.score, "ra": s.rationale if rationale else None, "src": model}
+                     for s in outcome.scores)
     tags = {f"mltrack.judged.{s.name}": model for s in outcome.scores}
     writer.submit(LogJudged(handle, tuple(rows), feedback, tags))
 
