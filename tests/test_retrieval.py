@@ -124,3 +124,14 @@ def test_outside_any_run_a_short_run_of_its_own(store):
 def test_bad_name_is_a_clear_error():
     with pytest.raises(TypeError, match="name must be a non-empty string"):
         mltrack.track_retrieval("q", name="")
+
+
+def test_with_tracking_switched_off_the_block_runs_and_nothing_is_written(store, monkeypatch):
+    from mltrack import config, writer
+
+    monkeypatch.setenv("MLTRACK_ENABLED", "false")
+    config.reset()
+    with mltrack.track_retrieval("q") as r:
+        r.set_documents(["a"])
+    assert r.documents == ["a"]
+    assert writer.status()["running"] is False and store.runs() == []
