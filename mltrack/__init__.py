@@ -13,6 +13,7 @@ from mltrack.entry.decorator import track
 from mltrack.entry.retrieval import track_retrieval
 from mltrack.entry.tracker import LLMTracker
 from mltrack.errors import BudgetExceededError, BudgetWarning, ConfigError
+from mltrack.insights import FilterError, calculate_trace_filter_correlation, search_traces
 from mltrack.instrumentation import detect_frameworks, instrument, uninstrument
 from mltrack.metrics import enable_prometheus
 from mltrack.providers.anthropic import (
@@ -29,12 +30,14 @@ __all__ = [
     "BudgetExceededError",
     "BudgetWarning",
     "ConfigError",
+    "FilterError",
     "LLMCall",
     "LLMTracker",
     "__version__",
     "anthropic_prompt_extractor",
     "anthropic_response_extractor",
     "anthropic_token_extractor",
+    "calculate_trace_filter_correlation",
     "configure",
     "detect_frameworks",
     "enable_prometheus",
@@ -45,6 +48,7 @@ __all__ = [
     "openai_prompt_extractor",
     "openai_response_extractor",
     "openai_token_extractor",
+    "search_traces",
     "track",
     "track_llm_context",
     "track_retrieval",

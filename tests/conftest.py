@@ -68,6 +68,29 @@ def store(_template_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     config.reset()
 
 
+def fresh_sqlite_db(template: Path, folder: Path) -> Path:
+    """A copy of the migrated template store in ``folder``, its artifacts there too."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "mlflow.db"
+    shutil.copyfile(template, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                     (str(folder / "mlruns" / "0"),))
+    return db
+
+
+def wait_until(predicate, timeout: float = 60.0, every: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passed; returns its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return bool(predicate())
+
+
 class Store:
     """Read-back helpers over the test's store (always through a real MlflowClient)."""
 

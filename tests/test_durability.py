@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -18,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import Store
+from conftest import Store, fresh_sqlite_db
 
 import mltrack
 from mltrack import config, writer
@@ -33,16 +31,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _fresh_db(template: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "mlflow.db"
-    shutil.copyfile(template, db)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                     (str(folder / "mlruns" / "0"),))
-    return db
 
 
 def _assert_exactly_once(store: Store, run_id: str, n: int, expected_total: float) -> None:
@@ -60,7 +48,7 @@ class MlflowServer:
 
     def __init__(self, folder: Path, template: Path) -> None:
         self.folder = folder
-        self.db = _fresh_db(template, folder)
+        self.db = fresh_sqlite_db(template, folder)
         self.port = _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -242,7 +230,7 @@ def _finish_with_next_process(uri: str, journal: Path, cwd: Path) -> None:
 
 @pytest.fixture
 def sqlite_store(_template_store, tmp_path) -> Store:
-    return Store(f"sqlite:///{_fresh_db(_template_store, tmp_path / 'store')}")
+    return Store(f"sqlite:///{fresh_sqlite_db(_template_store, tmp_path / 'store')}")
 
 
 def test_normal_exit_without_flush_loses_nothing(sqlite_store, tmp_path):
@@ -320,7 +308,7 @@ def test_sigkill_while_the_store_is_down_then_the_next_process_replays_exactly_o
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
     folder.unlink()  # the store is back
-    store = Store(f"sqlite:///{_fresh_db(_template_store, folder)}")
+    store = Store(f"sqlite:///{fresh_sqlite_db(_template_store, folder)}")
     env = _child_env(uri, journal, CHILD_MODE="exit", CHILD_CALLS="3", CHILD_RUN="next", CHILD_FLUSH="1")
     result = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
@@ -350,7 +338,7 @@ def test_exit_while_the_store_is_down_is_bounded_and_keeps_everything(_template_
 
     # Once a process tracks with this journal folder again, its writer writes the leftovers (the store is back).
     folder.unlink()
-    store = Store(f"sqlite:///{_fresh_db(_template_store, folder)}")
+    store = Store(f"sqlite:///{fresh_sqlite_db(_template_store, folder)}")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     monkeypatch.chdir(tmp_path)
     config.reset()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import stat
@@ -19,33 +18,18 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import Store
+from conftest import Store, fresh_sqlite_db, wait_until
 
 import mltrack
-from mltrack import config, writer
+from mltrack import writer
 from mltrack.writer import journal, records
 
 REPO = Path(__file__).resolve().parents[1]
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2}
 
 
-def _wait(predicate, timeout: float = 60.0, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
-
-
 def _fresh_db(template: Path, folder: Path) -> Store:
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "mlflow.db"
-    shutil.copyfile(template, db)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                     (str(folder / "mlruns" / "0"),))
-    return Store(f"sqlite:///{db}")
+    return Store(f"sqlite:///{fresh_sqlite_db(template, folder)}")
 
 
 def _leftover(folder: Path, uri: str, run_name: str, n: int) -> Path:
@@ -96,7 +80,7 @@ def test_flush_waits_only_for_this_process_and_leftovers_are_written_once_in_the
     assert stuck.exists()
 
     # The other process's records for a store that answers are written by the server, in the background, once.
-    assert _wait(lambda: not healthy.exists())
+    assert wait_until(lambda: not healthy.exists())
     run = later.run_named("left-by-a-dead-process")
     assert [s for s, _ in later.history(run.info.run_id, "llm.calls")] == list(range(7))
     assert run.data.metrics["llm.tokens.cumulative.total"] == 35 and run.info.status == "FINISHED"
@@ -115,7 +99,7 @@ def test_leftovers_past_the_retention_period_are_dropped_with_one_warning(store,
         warnings.simplefilter("always")
         mltrack.LLMTracker(model="gpt-4o-mini").log_prompt_response("p", "r", token_usage=USAGE)
         assert mltrack.flush(timeout=60) is True
-        assert _wait(lambda: not old.exists())
+        assert wait_until(lambda: not old.exists())
         mltrack.flush(timeout=10)
     dropped = [w for w in caught if "dropped" in str(w.message) and "retention" in str(w.message)]
     assert len(dropped) == 1 and "5 records" in str(dropped[0].message), [str(w.message) for w in caught]

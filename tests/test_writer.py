@@ -6,56 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import warnings
-from pathlib import Path
 
 import pytest
 from conftest import Store
 
 import mltrack
 from mltrack import config, writer
-from mltrack.writer import journal, records
+from mltrack.writer import records
 from mltrack.writer.sink import Sink
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2}
-
-
-class DownStore:
-    """A SQLite store that cannot be opened until :meth:`bring_back` (its folder is a file meanwhile)."""
-
-    def __init__(self, folder: Path, template: Path) -> None:
-        self.folder = folder
-        self.template = template
-        folder.write_text("not a folder")
-        self.db = folder / "mlflow.db"
-        self.uri = f"sqlite:///{self.db}"
-
-    def bring_back(self) -> Store:
-        self.folder.unlink()
-        self.folder.mkdir()
-        shutil.copyfile(self.template, self.db)
-        with sqlite3.connect(self.db) as conn:
-            conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                         (str(self.folder / "mlruns" / "0"),))
-        return Store(self.uri)
-
-
-@pytest.fixture
-def down(_template_store, tmp_path, monkeypatch) -> DownStore:
-    store = DownStore(tmp_path / "store", _template_store)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
-    config.reset()
-    yield store
-    config.reset()
 
 
 @pytest.fixture
@@ -65,15 +29,6 @@ def lenient(monkeypatch):
 
 def _calls_history(store: Store, run_id: str) -> list[int]:
     return [step for step, _ in store.history(run_id, "llm.calls")]
-
-
-def _wait(predicate, timeout: float = 30.0, every: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 # records and replays ------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Write what waits now: by the running writer if there is one, else from this process."""
     from mltrack.writer import journal
-    from mltrack.writer.producer import _poke
+    from mltrack.writer.launch import poke
     from mltrack.writer.server import Server
 
     folder = _folder(args)
@@ -72,7 +72,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if server is not None:
                 server.round()
             else:
-                _poke(folder.socket)
+                poke(folder.socket)
                 time.sleep(0.2)
             left = [e for e in journal.waiting(folder) if e.uri in uris]
             if not left:

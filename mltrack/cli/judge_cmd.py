@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from mltrack.cli.report_data import parse_window
+from mltrack.cli.report_data import parse_since, resolve_experiments
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -16,17 +15,22 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from mltrack.cli.report_cmd import _client_and_experiments
+    from mlflow import MlflowClient
+
     from mltrack.config import get_settings
     from mltrack.judges._config import judge_config
     from mltrack.judges._past import NothingToJudge, judge_run, pending_judges
     from mltrack.judges._runner import SPEND, usd
 
-    client, experiment_ids = _client_and_experiments(args)
-    window = parse_window(args.since)
-    filter_string = f"attributes.start_time >= {int((time.time() - window) * 1000)}" if window else ""
-    runs = client.search_runs(experiment_ids, filter_string=filter_string, max_results=50000)
-    config = judge_config(get_settings())
+    since = parse_since(args.since)
+    settings = get_settings()
+    client = MlflowClient(tracking_uri=args.tracking_uri or settings.tracking_uri)
+    experiments = resolve_experiments(client, [args.experiment] if args.experiment else [], False,
+                                      settings.experiment_name)
+    filter_string = f"attributes.start_time >= {int(since.timestamp() * 1000)}" if since else ""
+    runs = client.search_runs([e.experiment_id for e in experiments], filter_string=filter_string,
+                              max_results=50000)
+    config = judge_config(settings)
     metrics = args.metrics.split(",") if args.metrics else None
     judged = skipped = failed = 0
     spent_before = SPEND.total
@@ -56,7 +60,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     judge = sub.add_parser("judge", help="score past runs with the configured judges (judges: in .mltrack.yml)")
     judge.add_argument("--experiment", help="experiment name (default: experiment_name, else the default one)")
-    judge.add_argument("--since", help="time window, e.g. 24h, 1d (default: all time)")
+    judge.add_argument("--since", help="runs started in this window: a duration such as 12h, 1d, 2w, or an ISO "
+                       "date/time (default: all time)")
     judge.add_argument("--metrics", help="comma-separated judge names (default: judges.metrics)")
     judge.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: the config's)")
     judge.set_defaults(func=cmd_judge)

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from mltrack._version import __version__
-from mltrack.cli import config_cmd, journal_cmd, judge_cmd, pricing_cmd, report_cmd
+from mltrack.cli import config_cmd, insights_cmd, journal_cmd, judge_cmd, pricing_cmd, report_cmd, traces_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     pricing_cmd.add_parsers(sub)
     config_cmd.add_parser(sub)
     journal_cmd.add_parser(sub)
+    traces_cmd.add_parser(sub)
+    insights_cmd.add_parser(sub)
     judge_cmd.add_parser(sub)
     return parser
 
@@ -29,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a CLI prints errors, it does not dump tracebacks
         from mltrack.errors import ConfigError
 
-        if isinstance(exc, (ConfigError, ValueError, OSError)):
+        if isinstance(exc, (ConfigError, ValueError, OSError, ImportError)):  # ImportError: an install hint
             print(f"mltrack: {exc}", file=sys.stderr)
             return 2
         raise

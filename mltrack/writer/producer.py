@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -23,12 +21,11 @@ from mltrack import _safety
 from mltrack.writer import journal
 from mltrack.writer import stores as stores_mod
 from mltrack.writer.journal import Folder, Segment
+from mltrack.writer.launch import ServerKeeper
 from mltrack.writer.ops import Barrier, EndRun, StartRun
 from mltrack.writer.records import dumps, encode
-from mltrack.writer._quiet import logger, warn_once
+from mltrack.writer._quiet import warn_once
 
-SERVER_CHECK_S = 1.0  # while records wait, how often to check that a server holds the journal folder
-SERVER_START_GRACE_S = 15.0  # a started helper that has not taken the folder by then has failed
 NO_PROGRESS_AT_EXIT_S = 4.0
 ROOM_GIVE_UP_S = 10.0  # a caller at the memory bound waits this long for the journal thread before dropping  # at exit, with nothing acked for this long, leave (the journal keeps the rest)
 
@@ -41,8 +38,6 @@ class Producer:
         self.folder = folder
         self._max_queue = max(1000, int(max_queue))
         self._interval = interval
-        self._use_process = use_process
-        self._retention_s = retention_s
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._urgent = threading.Event()  # someone waits (flush, exit, fork): write without gathering
@@ -56,11 +51,7 @@ class Producer:
         self._open: dict[str, Any] = {}  # run key -> handle of runs mltrack opened and has not ended
         self._handles: dict[str, Any] = {}  # run key -> handle, to hand them the run ids the server made
         self._ids_read: dict[Path, int] = {}
-        self._server_checked = 0.0
-        self._server_started: tuple[float, subprocess.Popen | None] | None = None
-        self._in_process: threading.Thread | None = None
-        self._server_poke: Any = None
-        self._server_stop = threading.Event()
+        self._keeper = ServerKeeper(folder, use_process=use_process, retention_s=retention_s)
         self._error: BaseException | None = None
         self.written_to_journal = 0
         self.dropped = 0
@@ -127,7 +118,7 @@ class Producer:
         except Exception:  # noqa: BLE001 - nothing may stop the exit path
             return False
         finally:
-            self._server_stop.set()
+            self._keeper.stop()
 
     def pending(self) -> int:
         """Records this process handed over that are not written to MLflow yet."""
@@ -148,7 +139,7 @@ class Producer:
         return {"running": self._thread is not None, "pending": self.pending(), "in_memory": len(self._queue),
                 "journaled": self.written_to_journal, "dropped": self.dropped,
                 "journal_dir": str(self.folder.root) if self.folder is not None else None,
-                "unreachable": unreachable, "server": "thread" if self._in_process is not None else "process"}
+                "unreachable": unreachable, "server": self._keeper.kind}
 
     # the journal thread ---------------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -161,7 +152,7 @@ class Producer:
                 except OSError as exc:
                     warn_once("journal-unusable", f"mltrack: cannot use the journal folder {self.folder.root} "
                               f"({exc}); records are not kept.")
-                    self.folder = None
+                    self.folder = self._keeper.folder = None
             thread = threading.Thread(target=self._loop, name="mltrack-journal", daemon=True)
             thread.start()
             self._thread = thread
@@ -225,7 +216,7 @@ class Producer:
                 self.dropped += len(store_lines)
                 warn_once(f"journal-write:{type(exc).__name__}", f"mltrack: cannot write the journal in "
                           f"{self.folder.root} ({exc}); {len(store_lines)} records were dropped.")
-        self._notify_server()
+        self._keeper.notify()
 
     def _segment(self, uri: str) -> Segment:
         segment = self._segments.get(uri)
@@ -262,7 +253,7 @@ class Producer:
                     stall_s: float | None = None) -> bool:
         if not targets:
             return True
-        self._notify_server(force=True)
+        self._keeper.notify(force=True)
         pause = 0.002
         last_progress = time.monotonic()
         progress = -1
@@ -286,7 +277,7 @@ class Producer:
                 progress, last_progress = done, now
             elif stall_s is not None and now - last_progress > stall_s:
                 return False
-            self._ensure_server()
+            self._keeper.ensure()
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
 
@@ -336,72 +327,6 @@ class Producer:
         if handle.known_run_id is None and self._thread is not None:
             self.flush(timeout)
 
-    # the server ------------------------------------------------------------------------------------------
-    def _notify_server(self, force: bool = False) -> None:
-        if self.folder is None:
-            return
-        now = time.monotonic()
-        if force or now - self._server_checked > SERVER_CHECK_S:
-            self._server_checked = now
-            self._ensure_server()
-        if self._server_poke is not None:
-            self._server_poke()
-        else:
-            _poke(self.folder.socket)
-
-    def _ensure_server(self) -> None:
-        """Make sure a server holds the journal folder: start the shared helper process, or serve from a thread
-        of this process where no helper can run (Windows without a usable interpreter, uWSGI, ``writer_process:
-        false``, any failure to start one). Never raises."""
-        folder = self.folder
-        if folder is None or self._in_process is not None:
-            return
-        try:
-            if journal.is_held(folder.server_lock):
-                self._server_started = None
-                return
-            now = time.monotonic()
-            started = self._server_started
-            if started is not None:
-                at, process = started
-                if now - at < SERVER_START_GRACE_S and (process is None or process.poll() is None):
-                    return  # being started (by us or another process): it is importing
-                if process is not None:
-                    if process.poll() is None:
-                        process.kill()
-                    self._serve_in_process(f"the writer process did not take the journal folder {folder.root}")
-                    return
-            if not self._use_process:
-                self._serve_in_process(None)
-                return
-            self._server_started = (now, _start_helper(folder, self._retention_s))
-        except Exception as exc:  # noqa: BLE001 - whatever fails here, this process writes itself
-            self._serve_in_process(f"cannot start the writer process ({type(exc).__name__}: {exc})")
-
-    def _serve_in_process(self, why: str | None) -> None:
-        if why:
-            logger.info("mltrack: %s; writing from a thread of this process instead", why)
-        folder = self.folder
-        if folder is None or self._in_process is not None:
-            return
-        lock = journal.Lock.try_take(folder.server_lock)
-        if lock is None:
-            return  # a server appeared meanwhile
-        from mltrack.writer.server import Server
-
-        server = Server(folder, retention_s=self._retention_s, idle_exit_s=None, in_process=True)
-
-        def run() -> None:
-            try:
-                server.serve(self._server_stop)
-            finally:
-                lock.release()
-
-        thread = threading.Thread(target=run, name="mltrack-writer", daemon=True)
-        thread.start()
-        self._in_process = thread
-        self._server_poke = server.wake
-
     def _fail(self, where: str, exc: BaseException) -> None:
         """A failure in the journal thread: a warning (once per cause); in strict mode, raised at the next flush."""
         if _safety.strict():
@@ -438,66 +363,3 @@ class Producer:
                 os.close(self._owner_lock.fd)  # the parent still holds the lock through its own descriptor
             except OSError:
                 pass
-
-
-_helpers: list[subprocess.Popen] = []
-
-
-def _poke(path: Path) -> None:
-    """Wake the server (a datagram on its socket); harmless when none listens."""
-    if not hasattr(__import__("socket"), "AF_UNIX"):
-        return
-    import socket
-
-    try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.sendto(b"w", str(path))
-        finally:
-            sock.close()
-    except OSError:
-        pass
-
-
-def _start_helper(folder: Folder, retention_s: float) -> subprocess.Popen | None:
-    """Start the shared writer process for ``folder`` (unless another producer is starting one right now)."""
-    name = os.path.basename(sys.executable or "").lower()
-    if "python" not in name and "pypy" not in name:  # an embedded interpreter (uWSGI...): nothing to run
-        raise RuntimeError(f"sys.executable is {sys.executable!r}, not a Python interpreter")
-    starting = folder.root / "server.starting"
-    try:
-        fd = journal.open_private(starting, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        os.close(fd)
-    except FileExistsError:
-        try:
-            if time.time() - starting.stat().st_mtime < SERVER_START_GRACE_S:
-                return None  # another producer is starting it
-            os.unlink(starting)
-        except OSError:
-            pass
-        return None
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    log = journal.open_private(folder.root / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    kwargs: dict[str, Any] = {}
-    if os.name == "posix":
-        kwargs["start_new_session"] = True  # a terminal's Ctrl-C must not stop the writing
-    else:  # pragma: no cover - Windows
-        kwargs["creationflags"] = getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(
-            subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-    try:
-        process = subprocess.Popen([sys.executable, "-m", "mltrack.writer._daemon", str(folder.root),
-                                    str(retention_s)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=log, close_fds=True, env=env, cwd=str(folder.root), **kwargs)
-        _helpers.append(process)  # it outlives producers (and may outlive this process): never collected here
-        return process
-    except BaseException:
-        try:
-            os.unlink(starting)
-        except OSError:
-            pass
-        raise
-    finally:
-        os.close(log)
