@@ -102,6 +102,8 @@ def test_scores_cost_and_feedback_land_and_the_users_metrics_do_not_move(store, 
                    ("retrieval_relevancy", 3.0, "Partly relevant.", "LLM_JUDGE", "gpt-4o-mini")]
     found = store.client.search_traces(locations=["0"], filter_string="feedback.retrieval_relevancy < 4")
     assert [t.info.trace_id for t in found] == [trace.info.trace_id]
+    mine = mltrack.search_traces("feedback.faithfulness = 5 AND feedback.answer_relevancy >= 4", experiment_ids=["0"])
+    assert [t.info.trace_id for t in mine] == [trace.info.trace_id]
 
 
 def test_a_judge_that_needs_context_is_skipped_without_retrievals(store, fake_llm, judge_llm, openai_client,
