@@ -10,6 +10,7 @@ from mltrack._version import __version__
 from mltrack.config import configure, get_config
 from mltrack.entry.context import track_llm_context
 from mltrack.entry.decorator import track
+from mltrack.entry.retrieval import track_retrieval
 from mltrack.entry.tracker import LLMTracker
 from mltrack.errors import BudgetExceededError, BudgetWarning, ConfigError
 from mltrack.insights import FilterError, calculate_trace_filter_correlation, search_traces
@@ -22,7 +23,8 @@ from mltrack.providers.anthropic import (
 )
 from mltrack.providers.openai import openai_prompt_extractor, openai_response_extractor, openai_token_extractor
 from mltrack.record import LLMCall
-from mltrack.writer import flush
+from mltrack.judges import judge
+from mltrack.judges._flush import flush
 
 __all__ = [
     "BudgetExceededError",
@@ -42,12 +44,14 @@ __all__ = [
     "flush",
     "get_config",
     "instrument",
+    "judge",
     "openai_prompt_extractor",
     "openai_response_extractor",
     "openai_token_extractor",
     "search_traces",
     "track",
     "track_llm_context",
+    "track_retrieval",
     "uninstrument",
 ]
 

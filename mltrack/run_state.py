@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -69,6 +70,8 @@ class RunHandle:
         self._budget_flags: set[str] = set()
         self._unsettled: deque[Any] = deque()  # calls handed over before pricing, oldest first
         self._settle_lock = threading.Lock()
+        self.retrieval_steps = itertools.count()  # track_retrieval's step in this run (next() is atomic)
+        self.judging: Any = None  # what judges read at the run's end (mltrack.judges); None unless judges are on
 
     # identity -------------------------------------------------------------------------------------
     def set_run_id(self, run_id: str | None) -> None:

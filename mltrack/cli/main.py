@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from mltrack._version import __version__
-from mltrack.cli import config_cmd, insights_cmd, journal_cmd, pricing_cmd, report_cmd, traces_cmd
+from mltrack.cli import config_cmd, insights_cmd, journal_cmd, judge_cmd, pricing_cmd, report_cmd, traces_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal_cmd.add_parser(sub)
     traces_cmd.add_parser(sub)
     insights_cmd.add_parser(sub)
+    judge_cmd.add_parser(sub)
     return parser
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mltrack.judges._config import DEFAULTS as _JUDGES_DEFAULTS, JudgesKind
+
 from .kinds import Bool, Int, Kind, Number, Pricing, Providers, Str, Tags
 
 CONFIG_ENV = "MLTRACK_CONFIG"
@@ -103,6 +105,11 @@ KEYS: tuple[Key, ...] = (
         "Address the /metrics server binds (0.0.0.0: every interface)."),
     Key("prometheus_max_models", Int(minimum=0), 200, "MLTRACK_PROMETHEUS_MAX_MODELS",
         "Distinct model label values in Prometheus metrics; later models are labelled other."),
+    Key("judges", JudgesKind(), _JUDGES_DEFAULTS, None,
+        "LLM-as-a-judge scores of finished @track / context runs, in the background (see docs/judges.md).",
+        example={"enabled": True, "model": "gpt-4o-mini", "provider": "openai", "base_url": None,
+                 "metrics": ["answer_relevancy", "faithfulness"], "sample_rate": 0.2, "max_cost_usd": 5.0,
+                 "max_concurrency": 4, "custom": {"politeness": "Rate how polite {answer} is ..."}}),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}

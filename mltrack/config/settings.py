@@ -38,6 +38,7 @@ class Settings:
     prometheus_port: int | None
     prometheus_addr: str
     prometheus_max_models: int
+    judges: Mapping[str, Any]
     enabled: bool = True
     source: str | None = None
 

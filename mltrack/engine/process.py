@@ -206,6 +206,8 @@ def process(raw: RawCall, settings: Any, handle: RunHandle | None) -> Processed:
             provider = provider or price.provider or None
 
     snapshot = handle.add(usage, cost, model, provider, raw.error is not None) if handle is not None else None
+    if handle is not None and handle.judging is not None:  # judges read the run's last call at its end
+        handle.judging.last_call(prompt, text)
     call = new_call({
         "model": model,
         "provider": provider,

@@ -86,6 +86,10 @@ def open_run(name: str, settings: Any, *, tags: Mapping[str, Any] | None = None,
         tracking_uri=stores.resolve(settings.tracking_uri) if parent is None else parent.tracking_uri,
         kind=kind,
     )
+    if settings.judges.get("enabled"):
+        from mltrack.judges._runner import attach
+
+        attach(handle, settings, kind)  # sampled now; keeps what the judges read at the run's end
     writer.submit(StartRun(handle, dict(params or {})))
     return handle
 
@@ -98,6 +102,10 @@ def close_run(handle: RunHandle, error: BaseException | None, execution_time_s: 
         tags = {"mltrack.error.type": type(error).__name__, "mltrack.error.message": str(error)[:_MAX_TAG_VALUE]}
     metrics = {"execution_time_seconds": execution_time_s} if execution_time_s is not None else {}
     writer.submit(EndRun(handle, "FAILED" if failed else "FINISHED", time.time(), metrics, tags))
+    if handle.judging is not None:  # judges on and this run sampled: judged in the background
+        from mltrack.judges._runner import schedule
+
+        schedule(handle)
 
 
 def activate(handle: RunHandle) -> Any:

@@ -10,6 +10,11 @@ so the caller's thread never pays for it. A record names its run by the client-g
     log    {"t": "l", "k": key, "r": run id | null, "m": [[metric, value, step, timestamp ms], ...],
             "g": tags, "c": the call's artifact line as an object, "sp": write a trace span for it}
     tags   {"t": "g", "k": key, "r": run id | null, "g": tags}
+    retrieval {"t": "r", "k": key, "r": run id | null, "n": span name, "i": step, "st": start ms, "et": end ms,
+            "q": query | null, "d": [document text, ...] | null, "nd": number of documents, "s": "OK" | "ERROR",
+            "sp": write a trace span for it}
+    judged {"t": "j", "k": key, "r": run id | null, "m": [[metric, value, step, timestamp ms], ...], "g": tags,
+            "fb": [{"n": name, "v": score, "ra": rationale, "src": judge model}, ...]}
     end    {"t": "e", "k": key, "r": run id | null, "s": status, "et": end ms, "m": {metric: value},
             "g": tags, "o": owned (mltrack opened the run, so it ends it)}
 
@@ -21,14 +26,42 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from mltrack._version import __version__
 from mltrack.writer.ops import EndRun, LogCall, SetTags, StartRun
 from mltrack.writer.payload import call_metrics, call_record
+from mltrack.run_state import RunHandle
 
-START, LOG, TAGS, END = "s", "l", "g", "e"
+START, LOG, TAGS, END, RETRIEVAL, JUDGED = "s", "l", "g", "e", "r", "j"
 RUN_KEY_TAG = "mltrack.run_key"
+
+
+@dataclass(frozen=True)
+class LogRetrieval:
+    """One ``track_retrieval`` block (documents are None when their text must not be kept)."""
+
+    handle: RunHandle
+    name: str
+    step: int
+    start: float
+    end: float
+    query: str | None
+    documents: tuple[str, ...] | None
+    count: int
+    failed: bool
+    span: bool  # False inside the user's own MLflow trace (its span was made there)
+
+
+@dataclass(frozen=True)
+class LogJudged:
+    """A run's judge scores: ``judge.*`` metric rows, and feedback for the run's trace."""
+
+    handle: RunHandle
+    metrics: tuple[tuple[str, float, int, int], ...]
+    feedback: tuple[dict[str, Any], ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def encode(op: Any) -> dict[str, Any] | None:
@@ -36,6 +69,14 @@ def encode(op: Any) -> dict[str, Any] | None:
     if isinstance(op, LogCall):
         return _log(op)
     handle = op.handle
+    if isinstance(op, LogRetrieval):
+        return {"t": RETRIEVAL, "k": handle.key, "r": handle.known_run_id, "n": op.name, "i": op.step,
+                "st": round(op.start * 1000, 3), "et": round(op.end * 1000, 3), "q": op.query,
+                "d": list(op.documents) if op.documents is not None else None, "nd": op.count,
+                "s": "ERROR" if op.failed else "OK", "sp": op.span}
+    if isinstance(op, LogJudged):
+        return {"t": JUDGED, "k": handle.key, "r": handle.known_run_id, "m": [list(row) for row in op.metrics],
+                "g": dict(op.tags), "fb": list(op.feedback)}
     if isinstance(op, StartRun):
         parent = handle.parent
         parent_key = parent.key if parent is not None and parent.owned else None
@@ -88,6 +129,6 @@ def dumps(record: dict[str, Any]) -> str:
 
 def loads(line: bytes | str) -> dict[str, Any]:
     record = json.loads(line)
-    if not isinstance(record, dict) or record.get("t") not in (START, LOG, TAGS, END) or not record.get("k"):
+    if not isinstance(record, dict) or record.get("t") not in (START, LOG, TAGS, END, RETRIEVAL, JUDGED) or not record.get("k"):
         raise ValueError("not a journal record")
     return record

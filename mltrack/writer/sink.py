@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from mltrack._safety import warn_once
 from mltrack.writer.payload import dump_line
-from mltrack.writer.records import END, LOG, RUN_KEY_TAG, START, TAGS
+from mltrack.writer.records import END, JUDGED, LOG, RETRIEVAL, RUN_KEY_TAG, START, TAGS
 from mltrack.writer.spans import TraceBook, flush_exports, point_exporter_at
 
 _MAX_METRICS_PER_BATCH = 1000
@@ -60,7 +60,7 @@ def is_permanent(exc: BaseException) -> bool:
 class _RunBuffer:
     """What one batch writes into one run, coalesced: metric rows, tags, call lines (artifact) and spans."""
 
-    __slots__ = ("key", "run_id", "metrics", "tags", "calls", "traced")
+    __slots__ = ("key", "run_id", "metrics", "tags", "calls", "traced", "retrievals", "feedback")
 
     def __init__(self, key: str, run_id: str | None) -> None:
         self.key = key
@@ -69,6 +69,8 @@ class _RunBuffer:
         self.tags: dict[str, str] = {}
         self.calls: list[dict[str, Any]] = []
         self.traced: list[dict[str, Any]] = []  # the calls that also become trace spans
+        self.retrievals: list[dict[str, Any]] = []  # track_retrieval blocks that become RETRIEVER spans
+        self.feedback: list[dict[str, Any]] = []  # judge scores for the run's trace (after it is written)
 
 
 class StoreState:
@@ -194,6 +196,22 @@ class Sink(StoreState):
                             buf.calls.append(record["c"])
                             if record.get("sp") and not replay:  # a replay may have written them already
                                 buf.traced.append(record["c"])
+                elif kind == RETRIEVAL:
+                    buf = buffer(record)
+                    if buf is not None:
+                        step, end_ms = int(record["i"]), int(record["et"])  # times in ms (floats)
+                        took = round(float(record["et"]) - float(record["st"]), 3)
+                        buf.metrics += [["rag.retrieval_time_ms", took, step, end_ms],
+                                        ["rag.num_docs_retrieved", float(record.get("nd") or 0), step, end_ms]]
+                        if record.get("sp") and not replay:
+                            buf.retrievals.append(record)
+                elif kind == JUDGED:
+                    buf = buffer(record)
+                    if buf is not None:
+                        buf.metrics.extend(record.get("m") or ())
+                        buf.tags.update(record.get("g") or {})
+                        if not replay:  # an assessment is not idempotent: a replay may have written it
+                            buf.feedback.extend(record.get("fb") or ())
                 elif kind == TAGS:
                     buf = buffer(record)
                     if buf is not None:
@@ -357,6 +375,32 @@ class Sink(StoreState):
             self._call("logging the calls artifact", client.log_text, run_id, text, f"llm/calls-{first:06d}.jsonl")
         if buf.traced:
             self._write_spans(client, buf.key, run_id, buf.traced)
+        if buf.retrievals and self._traces_here():
+            for record in buf.retrievals:
+                self._call("writing a retrieval span", self._traces.retrieval, client, buf.key, run_id,
+                           self._experiment_of(client, run_id), record)
+            self.spans_written = True
+        if buf.feedback:
+            self._write_feedback(client, buf.key, run_id, buf.feedback)
+
+    def _write_feedback(self, client: Any, key: str, run_id: str, feedback: list[dict[str, Any]]) -> None:
+        """Judge scores as MLflow feedback assessments on the run's trace (written before them, at the run's end)."""
+        trace_id = self._traces.trace_id(key)
+        if trace_id is None:  # written by an earlier writer: the run's trace (a @track / context run has one)
+            found = self._call("finding the run's trace", client.search_traces,
+                               locations=[self._experiment_of(client, run_id)], run_id=run_id, max_results=1)
+            trace_id = found[0].info.trace_id if found else None
+        if trace_id is None:
+            return  # no trace (traces off, or no traced call): the scores are in the run's metrics only
+        flush_exports(10.0)  # MLflow may still be exporting the trace in the background
+        from mlflow.entities import AssessmentSource, Feedback
+        from mlflow.tracing.client import TracingClient
+
+        tracing = TracingClient(self.uri)
+        for item in feedback:
+            assessment = Feedback(name=str(item["n"]), value=item["v"], rationale=item.get("ra") or None,
+                                  source=AssessmentSource(source_type="LLM_JUDGE", source_id=str(item.get("src"))))
+            self._call("logging a judge's feedback", tracing.log_assessment, trace_id, assessment)
 
     def flush_traces(self, timeout: float | None) -> bool:
         """Wait for MLflow's background export of the spans written (see :func:`flush_exports`)."""

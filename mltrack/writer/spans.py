@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+MAX_TRACE_IDS = 10_000  # run key -> trace id, for the judges' feedback written after the run's trace
 MAX_CHILDREN = 100  # spans under one root (each costs MLflow ~2 ms to write); later calls of the run get none (their metrics and artifacts are complete)
 
 
@@ -70,6 +72,27 @@ def llm_span(record: dict[str, Any]) -> dict[str, Any]:
             "status": "ERROR" if record.get("error") else "OK"}
 
 
+def retrieval_span(record: dict[str, Any]) -> dict[str, Any]:
+    """The pieces of one ``RETRIEVER`` span from a retrieval record (text only if the record kept it)."""
+    documents = record.get("d")
+    outputs = ([{"page_content": text, "metadata": {}} for text in documents] if documents is not None
+               else {"num_documents": record.get("nd", 0)})
+    return {"name": record.get("n") or "retrieval", "start_ns": _ns(record["st"]), "end_ns": _ns(record["et"]),
+            "inputs": {"query": record["q"]} if record.get("q") is not None else None, "outputs": outputs,
+            "attributes": {"mltrack.rag.num_docs_retrieved": record.get("nd", 0), "mltrack.rag.step": record.get("i")},
+            "status": record.get("s") or "OK"}
+
+
+def write_retrieval_trace(client: Any, experiment_id: str, run_id: str, record: dict[str, Any]) -> str:
+    """A retrieval outside a ``@track`` / context run: a trace of its own, its root the ``RETRIEVER`` span."""
+    span = retrieval_span(record)
+    root = client.start_trace(span["name"], span_type="RETRIEVER", inputs=span["inputs"],
+                              attributes=span["attributes"], experiment_id=experiment_id,
+                              start_time_ns=span["start_ns"], run_id=run_id)
+    client.end_trace(root.trace_id, outputs=span["outputs"], status=span["status"], end_time_ns=span["end_ns"])
+    return root.trace_id
+
+
 def write_call_traces(client: Any, experiment_id: str, run_id: str, records: list[dict[str, Any]]) -> list[str]:
     """One trace per call, its root the ``LLM`` span; returns the trace ids."""
     ids = []
@@ -84,14 +107,17 @@ def write_call_traces(client: Any, experiment_id: str, run_id: str, records: lis
 
 
 def write_run_trace(client: Any, experiment_id: str, run_id: str, root: RootSpan,
-                    records: list[dict[str, Any]]) -> str:
-    """One trace for a whole function or block: its root span, and an ``LLM`` child per call."""
+                    records: list[dict[str, Any]], retrievals: list[dict[str, Any]] = ()) -> str:
+    """One trace for a whole function or block: its root span, a ``RETRIEVER`` child per retrieval and an ``LLM``
+    child per call, in the order they started."""
     attributes = {"mltrack.llm_calls_without_span": root.dropped} if root.dropped else None
     trace = client.start_trace(root.name, span_type="CHAIN", experiment_id=experiment_id, attributes=attributes,
                                start_time_ns=_ns(root.start_ms), run_id=run_id)
-    for record in records:
-        span = llm_span(record)
-        child = client.start_span(span["name"], trace_id=trace.trace_id, parent_id=trace.span_id, span_type="LLM",
+    children = [("LLM", llm_span(record)) for record in records]
+    children += [("RETRIEVER", retrieval_span(record)) for record in retrievals]
+    children.sort(key=lambda child: child[1]["start_ns"])
+    for span_type, span in children:
+        child = client.start_span(span["name"], trace_id=trace.trace_id, parent_id=trace.span_id, span_type=span_type,
                                   inputs=span["inputs"], attributes=span["attributes"],
                                   start_time_ns=max(span["start_ns"], _ns(root.start_ms)))
         client.end_span(trace.trace_id, child.span_id, outputs=span["outputs"], status=span["status"],
@@ -147,11 +173,23 @@ class TraceBook:
 
     def __init__(self) -> None:
         self._open: dict[str, dict[str, Any]] = {}
+        self._trace_ids: OrderedDict[str, str] = OrderedDict()  # run key -> its trace (judges' feedback goes there)
 
     def started(self, record: dict[str, Any]) -> None:
         if record.get("kd") in self.ROOTED:
             self._open[record["k"]] = {"name": record.get("n") or "run", "st": int(record["st"]), "calls": [],
-                                       "dropped": 0}
+                                       "retrievals": [], "dropped": 0}
+
+    def trace_id(self, key: str) -> str | None:
+        """The trace written for the run with this key (by this writer), or None."""
+        return self._trace_ids.get(key)
+
+    def retrieval(self, client: Any, key: str, run_id: str, experiment_id: str, record: dict[str, Any]) -> None:
+        entry = self._open.get(key)
+        if entry is None:
+            write_retrieval_trace(client, experiment_id, run_id, record)
+        elif len(entry["retrievals"]) < MAX_CHILDREN:
+            entry["retrievals"].append(record)
 
     def calls(self, client: Any, key: str, run_id: str, experiment_id: str, calls: list[dict[str, Any]]) -> None:
         entry = self._open.get(key)
@@ -164,14 +202,17 @@ class TraceBook:
 
     def waiting(self, key: str) -> bool:
         entry = self._open.get(key)
-        if entry is not None and not entry["calls"]:
+        if entry is not None and not entry["calls"] and not entry["retrievals"]:
             del self._open[key]
             return False
         return entry is not None
 
     def ended(self, client: Any, key: str, run_id: str, experiment_id: str, end_ms: int, failed: bool) -> None:
         entry = self._open.pop(key, None)
-        if entry is not None and entry["calls"]:  # a function that made no (traced) LLM call gets no trace
-            write_run_trace(client, experiment_id, run_id, RootSpan(entry["name"], entry["st"], end_ms, failed,
-                                                                      entry["dropped"]),
-                            entry["calls"])
+        if entry is not None and (entry["calls"] or entry["retrievals"]):  # no call, no retrieval: no trace
+            trace_id = write_run_trace(client, experiment_id, run_id, RootSpan(entry["name"], entry["st"], end_ms,
+                                                                                 failed, entry["dropped"]),
+                                       entry["calls"], entry["retrievals"])
+            self._trace_ids[key] = trace_id
+            if len(self._trace_ids) > MAX_TRACE_IDS:
+                self._trace_ids.popitem(last=False)
