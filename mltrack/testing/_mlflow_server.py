@@ -35,11 +35,13 @@ class MlflowServer:
     """``mlflow server --backend-store-uri DB --artifacts-destination DIR --host 127.0.0.1 --port P --workers N``."""
 
     def __init__(self, backend_store_uri: str, artifacts_destination: str | os.PathLike[str], *,
-                 port: int | None = None, workers: int = 1, log_path: str | os.PathLike[str] | None = None) -> None:
+                 port: int | None = None, workers: int = 1, log_path: str | os.PathLike[str] | None = None,
+                 jobs: bool = False) -> None:
         self.backend_store_uri = backend_store_uri
         self.artifacts_destination = str(artifacts_destination)
         self.port = port or free_port()
         self.workers = workers
+        self.jobs = jobs  # MLflow's job runner (7 huey processes, for judges/optimizers): not needed to track
         self.log_path = Path(log_path) if log_path else Path(self.artifacts_destination).with_suffix(".server.log")
         self._proc: subprocess.Popen[bytes] | None = None
         self.start_seconds = 0.0  # how long the last start() took until /health answered
@@ -58,7 +60,8 @@ class MlflowServer:
         """Start the server and wait until ``/health`` answers (it creates or upgrades the database schema first)."""
         begin = time.monotonic()
         env = {k: v for k, v in os.environ.items() if k not in _CLIENT_ONLY}
-        env.update(MLFLOW_DISABLE_TELEMETRY="true", LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1")
+        env.update(MLFLOW_DISABLE_TELEMETRY="true", LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1",
+                   MLFLOW_SERVER_ENABLE_JOB_EXECUTION="true" if self.jobs else "false")
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, env=env, start_new_session=True,
@@ -81,8 +84,8 @@ class MlflowServer:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the server's process group and wait for it."""
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the server's process group and wait for it (then SIGKILL it)."""
         self._signal(signal.SIGTERM, timeout)
 
     def kill(self) -> None:

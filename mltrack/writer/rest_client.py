@@ -310,8 +310,13 @@ def _any_value(value: Any) -> dict[str, Any]:
     return {"stringValue": str(value)}
 
 
+# The span types MLflow's UI shows at its default verbosity (mlflow.tracing.utils.default_log_level); others DEBUG.
+_INFO_SPAN_TYPES = frozenset({"LLM", "CHAT_MODEL", "TOOL", "RETRIEVER", "AGENT", "EMBEDDING"})
+
+
 def _otlp_span(span: FinishedSpan) -> dict[str, Any]:
-    attributes = {"mlflow.spanType": span.span_type, **span.attributes}
+    attributes = {"mlflow.spanType": span.span_type,
+                  "mlflow.spanLogLevel": 20 if span.span_type in _INFO_SPAN_TYPES else 10, **span.attributes}
     if span.inputs is not None:
         attributes["mlflow.spanInputs"] = span.inputs
     if span.outputs is not None:
