@@ -23,26 +23,28 @@ artifacts through the server's artifact proxy, and writes trace spans as OTLP/HT
   scheme (``s3://``, ``gs://``, ...) needs that store's SDK and raises :class:`UnsupportedArtifactUri`
   (``error_code`` ``NOT_IMPLEMENTED``): run the server with ``--serve-artifacts`` (the default), or write
   through ``MlflowClient``.
+
+Its parts: ``rest_http`` (settings, connections, errors), ``rest_entities`` (the stand-in entities),
+``rest_otlp`` (spans as an OTLP JSON request); this module holds the client's methods.
 """
 
 from __future__ import annotations
 
-import base64
-import configparser
-import http.client
 import json
-import math
 import mimetypes
 import os
 import secrets
-import select
-import ssl
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlencode, urlsplit
+
+from mltrack.writer.rest_entities import (Experiment, FinishedSpan, Metric, PagedList, Param, Run, RunData, RunInfo,
+                                          RunTag, SpanHandle, ViewType, experiment_from_json, json_double,
+                                          run_from_json)
+from mltrack.writer.rest_http import Connections, RestError, error_from_reply, supports
+from mltrack.writer.rest_otlp import export_request
 
 __all__ = ["Experiment", "FinishedSpan", "Metric", "PagedList", "Param", "RestClient", "RestError", "Run",
            "RunData", "RunInfo", "RunTag", "SpanHandle", "UnsupportedArtifactUri", "ViewType", "supports"]
@@ -53,22 +55,7 @@ _OTLP = "/v1/traces"
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS, _MAX_ENTITIES = 1000, 100, 100, 1000  # MLflow's log-batch limits
 _MAX_TRACES_PER_REQUEST = 100  # the server links at most 100 traces to a run per request
 _MAX_REMEMBERED = 10_000
-_STATUS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND",
-                 409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR",
-                 501: "NOT_IMPLEMENTED", 502: "TEMPORARILY_UNAVAILABLE", 503: "TEMPORARILY_UNAVAILABLE",
-                 504: "TEMPORARILY_UNAVAILABLE"}
-
-
-# -- errors --------------------------------------------------------------------------------------------------
-class RestError(Exception):
-    """The server answered with an error: ``error_code`` is MLflow's (from its JSON body, else from the HTTP
-    status), ``status`` the HTTP status."""
-
-    def __init__(self, message: str, error_code: str, status: int = 0) -> None:
-        super().__init__(f"{error_code}: {message}" if message else error_code)
-        self.error_code = error_code
-        self.status = status
-        self.message = message
+_MAX_OPEN_TRACES = 1_000
 
 
 class UnsupportedArtifactUri(RestError):
@@ -80,258 +67,6 @@ class UnsupportedArtifactUri(RestError):
                          "through MlflowClient", "NOT_IMPLEMENTED")
         self.artifact_uri = artifact_uri
 
-
-# -- entities: what MlflowClient returns and takes, as far as mltrack uses it ---------------------------------
-class ViewType:
-    """The same values as ``mlflow.entities.ViewType``."""
-
-    ACTIVE_ONLY, DELETED_ONLY, ALL = 1, 2, 3
-    _NAMES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
-
-    @classmethod
-    def name_of(cls, view: int | str) -> str:
-        return view if isinstance(view, str) else cls._NAMES[int(view)]
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    value: float
-    timestamp: int
-    step: int = 0
-
-
-@dataclass(frozen=True)
-class Param:
-    key: str
-    value: str
-
-
-@dataclass(frozen=True)
-class RunTag:
-    key: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Experiment:
-    experiment_id: str
-    name: str
-    artifact_location: str = ""
-    lifecycle_stage: str = "active"
-    tags: Mapping[str, str] = field(default_factory=dict)
-    creation_time: int | None = None
-    last_update_time: int | None = None
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    experiment_id: str
-    run_name: str = ""
-    user_id: str = ""
-    status: str = "RUNNING"
-    start_time: int | None = None
-    end_time: int | None = None
-    artifact_uri: str = ""
-    lifecycle_stage: str = "active"
-
-    @property
-    def run_uuid(self) -> str:
-        return self.run_id
-
-
-@dataclass(frozen=True)
-class RunData:
-    metrics: Mapping[str, float] = field(default_factory=dict)  # the latest value of each metric, as in MLflow
-    params: Mapping[str, str] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Run:
-    info: RunInfo
-    data: RunData
-
-
-class PagedList(list):
-    """A page of results; ``token`` is the next page's token, or None (like MLflow's PagedList)."""
-
-    def __init__(self, items: Iterable[Any], token: str | None) -> None:
-        super().__init__(items)
-        self.token = token
-
-
-@dataclass(frozen=True)
-class FinishedSpan:
-    """One finished span, in MLflow's terms. ``trace_id`` is 32 hex digits (MLflow's trace id is ``tr-`` + it),
-    ``span_id`` 16; ``parent_id`` None for a trace's root. ``status`` is ``OK`` or ``ERROR``."""
-
-    trace_id: str
-    span_id: str
-    name: str
-    start_time_ns: int
-    end_time_ns: int
-    parent_id: str | None = None
-    span_type: str = "UNKNOWN"
-    inputs: Any = None
-    outputs: Any = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    status: str = "OK"
-    status_message: str = ""
-
-
-@dataclass(frozen=True)
-class SpanHandle:
-    """What ``start_trace`` / ``start_span`` return: the ids the later calls take (as MLflow's LiveSpan has)."""
-
-    trace_id: str  # MLflow's form: "tr-" + 32 hex digits
-    span_id: str
-    request_id: str = ""
-
-
-# -- settings --------------------------------------------------------------------------------------------------
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("true", "1")
-
-
-def supports(uri: str) -> bool:
-    """Can this client write to ``uri``? Only ``http(s)://`` servers, and only without MLflow's auth plugins."""
-    scheme = urlsplit(uri).scheme.lower()
-    return scheme in ("http", "https") and not os.environ.get("MLFLOW_TRACKING_AUTH") \
-        and not _env_flag("MLFLOW_TRACKING_AWS_SIGV4")
-
-
-def _credentials_file() -> tuple[str | None, str | None]:
-    path = os.path.expanduser("~/.mlflow/credentials")
-    if not os.path.exists(path):
-        return None, None
-    parser = configparser.ConfigParser()
-    try:
-        parser.read(path)
-    except configparser.Error:
-        return None, None
-    if "mlflow" not in parser:
-        return None, None
-    section = parser["mlflow"]
-    return section.get("mlflow_tracking_username"), section.get("mlflow_tracking_password")
-
-
-def _authorization() -> str | None:
-    """The Authorization header value for this request (MLflow's precedence: username/password, then token)."""
-    username = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if not (username and password):
-        file_user, file_password = _credentials_file()
-        username, password = username or file_user, password or file_password
-    if username and password:
-        return "Basic " + base64.standard_b64encode(f"{username}:{password}".encode()).decode("ascii")
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    return f"Bearer {token}" if token else None
-
-
-def _timeout() -> float:
-    try:
-        return float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 120)
-    except ValueError:
-        return 120.0
-
-
-def _tls_context() -> ssl.SSLContext:
-    if _env_flag("MLFLOW_TRACKING_INSECURE_TLS"):
-        context = ssl._create_unverified_context()  # noqa: S323 - the user asked for it, as in MLflow
-    else:
-        context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
-    client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
-    if client_cert:
-        context.load_cert_chain(client_cert)  # a PEM file with the certificate and its key, as requests takes
-    return context
-
-
-# -- JSON helpers -------------------------------------------------------------------------------------------
-def _num(value: float) -> float | str:
-    """A double for proto3 JSON: NaN and infinities as the strings MLflow's server parses."""
-    value = float(value)
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
-def _float(value: Any) -> float:
-    return float(value)  # float("NaN") / float("Infinity") read proto3 JSON's strings too
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _pairs(items: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
-    return {item["key"]: item.get("value", "") for item in items or ()}
-
-
-def _experiment(raw: Mapping[str, Any]) -> Experiment:
-    return Experiment(experiment_id=str(raw["experiment_id"]), name=raw.get("name", ""),
-                      artifact_location=raw.get("artifact_location", ""),
-                      lifecycle_stage=raw.get("lifecycle_stage", "active"), tags=_pairs(raw.get("tags")),
-                      creation_time=_int(raw.get("creation_time")), last_update_time=_int(raw.get("last_update_time")))
-
-
-def _run(raw: Mapping[str, Any]) -> Run:
-    info = raw.get("info") or {}
-    data = raw.get("data") or {}
-    metrics = {m["key"]: _float(m.get("value", 0.0)) for m in data.get("metrics") or ()}
-    return Run(RunInfo(run_id=info.get("run_id") or info.get("run_uuid", ""),
-                       experiment_id=str(info.get("experiment_id", "")), run_name=info.get("run_name", ""),
-                       user_id=info.get("user_id", ""), status=info.get("status", "RUNNING"),
-                       start_time=_int(info.get("start_time")), end_time=_int(info.get("end_time")),
-                       artifact_uri=info.get("artifact_uri", ""),
-                       lifecycle_stage=info.get("lifecycle_stage", "active")),
-               RunData(metrics=metrics, params=_pairs(data.get("params")), tags=_pairs(data.get("tags"))))
-
-
-def _any_value(value: Any) -> dict[str, Any]:
-    """A Python value as an OTLP JSON AnyValue (the server JSON-encodes it back as MLflow's span attribute)."""
-    if value is None:
-        return {}
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": _num(value)}
-    if isinstance(value, str):
-        return {"stringValue": value}
-    if isinstance(value, (bytes, bytearray)):
-        return {"bytesValue": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (list, tuple)):
-        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
-    if isinstance(value, Mapping):
-        return {"kvlistValue": {"values": [{"key": str(k), "value": _any_value(v)} for k, v in value.items()]}}
-    return {"stringValue": str(value)}
-
-
-# The span types MLflow's UI shows at its default verbosity (mlflow.tracing.utils.default_log_level); others DEBUG.
-_INFO_SPAN_TYPES = frozenset({"LLM", "CHAT_MODEL", "TOOL", "RETRIEVER", "AGENT", "EMBEDDING"})
-
-
-def _otlp_span(span: FinishedSpan) -> dict[str, Any]:
-    attributes = {"mlflow.spanType": span.span_type,
-                  "mlflow.spanLogLevel": 20 if span.span_type in _INFO_SPAN_TYPES else 10, **span.attributes}
-    if span.inputs is not None:
-        attributes["mlflow.spanInputs"] = span.inputs
-    if span.outputs is not None:
-        attributes["mlflow.spanOutputs"] = span.outputs
-    if span.parent_id is None:  # what MLflow's client records as the trace's name
-        attributes.setdefault("mlflow.traceTag.mlflow.traceName", span.name)
-    out: dict[str, Any] = {
-        "traceId": span.trace_id, "spanId": span.span_id, "name": span.name, "kind": 1,  # SPAN_KIND_INTERNAL
-        "startTimeUnixNano": str(int(span.start_time_ns)), "endTimeUnixNano": str(int(span.end_time_ns)),
-        "attributes": [{"key": k, "value": _any_value(v)} for k, v in attributes.items()],
-        "status": {"code": 2 if span.status == "ERROR" else 1, "message": span.status_message},
-    }
-    if span.parent_id:
-        out["parentSpanId"] = span.parent_id
-    return out
 
 
 def _bare_trace_id(trace_id: str) -> str:
@@ -350,11 +85,10 @@ class RestClient:
         self._scheme = parts.scheme.lower()
         self._netloc = parts.netloc.rpartition("@")[2]  # credentials in the URI are not used (MLflow ignores them)
         self._prefix = parts.path.rstrip("/")  # a server behind a path prefix (http://host/mlflow)
-        self._local = threading.local()
-        self._pid = os.getpid()
+        self._http = Connections()
         self._artifact_uris: OrderedDict[str, str] = OrderedDict()
         self._artifact_lock = threading.Lock()
-        self._open_traces: dict[str, dict[str, Any]] = {}
+        self._open_traces: OrderedDict[str, dict[str, Any]] = OrderedDict()  # started, not written yet
         self._traces_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -372,11 +106,12 @@ class RestClient:
         if page_token:
             body["page_token"] = page_token
         reply = self._call("POST", f"{_API}/experiments/search", body)
-        return PagedList([_experiment(e) for e in reply.get("experiments") or ()], reply.get("next_page_token"))
+        experiments = [experiment_from_json(e) for e in reply.get("experiments") or ()]
+        return PagedList(experiments, reply.get("next_page_token"))
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         reply = self._call("GET", f"{_API}/experiments/get", query={"experiment_id": experiment_id})
-        return _experiment(reply["experiment"])
+        return experiment_from_json(reply["experiment"])
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         try:
@@ -385,7 +120,7 @@ class RestClient:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        return _experiment(reply["experiment"])
+        return experiment_from_json(reply["experiment"])
 
     def create_experiment(self, name: str, artifact_location: str | None = None,
                           tags: Mapping[str, Any] | None = None) -> str:
@@ -406,12 +141,12 @@ class RestClient:
                                 "tags": [{"key": str(k), "value": str(v)} for k, v in tags.items()]}
         if run_name:
             body["run_name"] = run_name
-        run = _run(self._call("POST", f"{_API}/runs/create", body, idempotent=False)["run"])
+        run = run_from_json(self._call("POST", f"{_API}/runs/create", body, idempotent=False)["run"])
         self._remember_artifacts(run.info.run_id, run.info.artifact_uri)
         return run
 
     def get_run(self, run_id: str) -> Run:
-        run = _run(self._call("GET", f"{_API}/runs/get", query={"run_id": run_id})["run"])
+        run = run_from_json(self._call("GET", f"{_API}/runs/get", query={"run_id": run_id})["run"])
         self._remember_artifacts(run.info.run_id, run.info.artifact_uri)
         return run
 
@@ -426,12 +161,12 @@ class RestClient:
         if page_token:
             body["page_token"] = page_token
         reply = self._call("POST", f"{_API}/runs/search", body)
-        return PagedList([_run(r) for r in reply.get("runs") or ()], reply.get("next_page_token"))
+        return PagedList([run_from_json(r) for r in reply.get("runs") or ()], reply.get("next_page_token"))
 
     def log_batch(self, run_id: str, metrics: Iterable[Any] = (), params: Iterable[Any] = (),
                   tags: Iterable[Any] = (), synchronous: bool | None = None) -> None:
         """Metrics, params and tags (any objects with MLflow's attribute names), in requests within MLflow's limits."""
-        m = [{"key": str(x.key), "value": _num(x.value), "timestamp": int(x.timestamp), "step": int(x.step or 0)}
+        m = [{"key": str(x.key), "value": json_double(x.value), "timestamp": int(x.timestamp), "step": int(x.step or 0)}
              for x in metrics]
         p = [{"key": str(x.key), "value": str(x.value)} for x in params]
         t = [{"key": str(x.key), "value": str(x.value)} for x in tags]
@@ -484,7 +219,8 @@ class RestClient:
             self._call("PUT", path, raw=data, content_type=content_type, target=(self._scheme, netloc))
         elif scheme in ("http", "https"):
             path = f"{parts.path.rstrip('/')}/{artifact_file}"
-            self._call("PUT", path, raw=data, content_type=content_type, target=(scheme, parts.netloc))
+            self._call("PUT", path, raw=data, content_type=content_type,
+                       target=(scheme, parts.netloc.rpartition("@")[2]))
         elif scheme in ("", "file") and (parts.path or root):
             folder = parts.path if scheme == "file" else root
             target = os.path.join(folder, *artifact_file.split("/"))
@@ -511,9 +247,7 @@ class RestClient:
             self._post_spans(experiment_id, batch, run_id)
 
     def _post_spans(self, experiment_id: str, spans: list[FinishedSpan], run_id: str | None) -> None:
-        body = {"resourceSpans": [{"resource": {"attributes": []},
-                                   "scopeSpans": [{"scope": {"name": "mltrack"},
-                                                   "spans": [_otlp_span(s) for s in spans]}]}]}
+        body = export_request(spans)
         headers = {"x-mlflow-experiment-id": str(experiment_id)}
         if run_id:
             headers["x-mlflow-run-id"] = run_id
@@ -533,6 +267,8 @@ class RestClient:
         with self._traces_lock:
             self._open_traces[trace_id] = {"experiment_id": str(experiment_id or "0"), "run_id": run_id,
                                            "spans": {root["span_id"]: root}, "root": root["span_id"]}
+            while len(self._open_traces) > _MAX_OPEN_TRACES:  # traces whose write failed and were started anew
+                self._open_traces.popitem(last=False)
         return SpanHandle(trace_id, root["span_id"], trace_id)
 
     def start_span(self, name: str, trace_id: str, parent_id: str, span_type: str = "UNKNOWN", inputs: Any = None,
@@ -582,7 +318,6 @@ class RestClient:
                 "span_type": span_type, "inputs": inputs, "attributes": dict(attributes or {}),
                 "start_time_ns": int(start_time_ns or time.time_ns())}
 
-    # -- HTTP ----------------------------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None, *, query: Mapping[str, Any] | None = None,
               raw: bytes | None = None, content_type: str = "application/json",
               headers: Mapping[str, str] | None = None, target: tuple[str, str] | None = None,
@@ -599,11 +334,8 @@ class RestClient:
         if data is not None:
             send_headers["Content-Type"] = content_type
         send_headers.update(headers or {})
-        auth = _authorization()
-        if auth:
-            send_headers["Authorization"] = auth
         scheme, netloc = target or (self._scheme, self._netloc)
-        status, payload = self._send(scheme, netloc, method, url, data, send_headers, idempotent)
+        status, payload = self._http.send(scheme, netloc, method, url, data, send_headers, idempotent)
         if 200 <= status < 300:
             if not payload:
                 return {}
@@ -612,82 +344,10 @@ class RestClient:
             except ValueError:
                 return {}  # OTLP answers in protobuf; artifact uploads may answer with nothing
             return reply if isinstance(reply, dict) else {}
-        raise _error(status, payload, method, path)
-
-    def _send(self, scheme: str, netloc: str, method: str, url: str, data: bytes | None, headers: dict[str, str],
-              idempotent: bool) -> tuple[int, bytes]:
-        for attempt in (0, 1):
-            conn, reused = self._connection(scheme, netloc)
-            try:
-                conn.request(method, url, body=data, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
-            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
-                conn.close()
-                if reused and attempt == 0 and (idempotent or isinstance(exc, BrokenPipeError)):
-                    continue  # the server closed the kept-alive connection meanwhile: once more on a new one
-                raise ConnectionError(f"{method} {self._where(scheme, netloc)}: {type(exc).__name__}: {exc}") from None
-            except http.client.HTTPException as exc:  # a broken reply: the server is not answering properly
-                conn.close()
-                raise ConnectionError(f"{method} {self._where(scheme, netloc)}: {type(exc).__name__}: {exc}") from None
-            except OSError:
-                conn.close()
-                raise
-            if response.will_close:
-                conn.close()
-            return response.status, payload
-        raise AssertionError("unreachable")
-
-    def _where(self, scheme: str, netloc: str) -> str:
-        return f"{scheme}://{netloc}"
-
-    def _connection(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's kept-alive connection to ``netloc`` (a new one after a fork); and whether it was used before."""
-        pid = os.getpid()
-        conns = getattr(self._local, "conns", None)
-        if conns is None or getattr(self._local, "pid", None) != pid:
-            for old in (conns or {}).values():
-                old.close()  # in a forked child: closes this process's copy only
-            conns = self._local.conns = {}
-            self._local.pid = pid
-        conn = conns.get((scheme, netloc))
-        if conn is None:
-            host, _, port = netloc.rpartition(":") if netloc.rsplit(":", 1)[-1].isdigit() else (netloc, "", "")
-            host = host.strip("[]")
-            if scheme == "https":
-                conn = http.client.HTTPSConnection(host, int(port) if port else None, timeout=_timeout(),
-                                                   context=_tls_context())
-            else:
-                conn = http.client.HTTPConnection(host, int(port) if port else None, timeout=_timeout())
-            conns[(scheme, netloc)] = conn
-        sock = conn.sock
-        if sock is None:
-            return conn, False
-        try:  # readable while idle: the server closed it (or sent garbage); start afresh
-            readable = select.select([sock], [], [], 0)[0]
-        except (OSError, ValueError):
-            readable = [sock]
-        if readable:
-            conn.close()
-            return conn, False
-        return conn, True
+        raise error_from_reply(status, payload, method, path)
 
     def close(self) -> None:
         """Close this thread's connections."""
-        for conn in (getattr(self._local, "conns", None) or {}).values():
-            conn.close()
-        self._local.conns = {}
+        self._http.close()
 
 
-def _error(status: int, payload: bytes, method: str, path: str) -> RestError:
-    code, message = "", ""
-    try:
-        reply = json.loads(payload)
-        if isinstance(reply, dict):
-            code = str(reply.get("error_code") or "")
-            message = str(reply.get("message") or reply.get("detail") or "")
-    except ValueError:
-        message = payload[:200].decode("utf-8", "replace").strip()
-    return RestError(message or f"HTTP {status} from {method} {path}",
-                     code or _STATUS_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST"),
-                     status)
