@@ -258,7 +258,8 @@ r = c.create_run(e, tags={{"k": "v"}}, run_name="light")
 c.log_batch(r.info.run_id, metrics=[Metric("m", 1.0, 1, 0)])
 c.log_text(r.info.run_id, "x", "llm/a.txt")
 c.set_terminated(r.info.run_id)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("mlflow", "requests", "urllib3", "google", "opentelemetry"))
+heavy = sorted(m for m in sys.modules
+               if m.split(".")[0] in ("mlflow", "requests", "urllib3", "google", "opentelemetry"))
 print(repr(heavy))
 """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

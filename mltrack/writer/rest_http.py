@@ -134,7 +134,7 @@ class Connections:
         raise AssertionError("unreachable")
 
     def _connection(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's kept-alive connection to ``netloc`` (a new one after a fork); and whether it was used before."""
+        """This thread's kept-alive connection to ``netloc`` (a new one after a fork), and whether it was used."""
         pid = os.getpid()
         conns = getattr(self._local, "conns", None)
         if conns is None or getattr(self._local, "pid", None) != pid:

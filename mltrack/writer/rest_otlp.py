@@ -63,5 +63,5 @@ def _otlp_span(span: FinishedSpan) -> dict[str, Any]:
 
 def export_request(spans: Iterable[FinishedSpan]) -> dict[str, Any]:
     """The JSON body of one OTLP export request holding ``spans``."""
-    return {"resourceSpans": [{"resource": {"attributes": []},
-                               "scopeSpans": [{"scope": {"name": "mltrack"}, "spans": [_otlp_span(s) for s in spans]}]}]}
+    scope = {"scope": {"name": "mltrack"}, "spans": [_otlp_span(s) for s in spans]}
+    return {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [scope]}]}
