@@ -457,3 +457,47 @@ def test_artifacts_in_a_local_folder_are_written_there_and_others_refused(record
     with pytest.raises(UnsupportedArtifactUri) as exc:
         client.log_text("run-s3", "c", "llm/x.jsonl")
     assert exc.value.error_code == "NOT_IMPLEMENTED" and "s3://bucket" in str(exc.value)
+
+
+@pytest.mark.server
+def test_todays_sink_writes_through_it_unchanged(rest, mlflow_client, mlflow_server):
+    """Drop-in check against the writer's Sink as it is today (its MlflowClient swapped for a RestClient): a run
+    started, two calls with their artifact lines and spans, the run ended, then the same batch replayed. Adapt this
+    test to the new writer's entry point when it lands; the end-to-end tests (test_server_tracking.py) stay."""
+    import mlflow
+
+    from mltrack.writer.records import END, LOG, START
+    from mltrack.writer.sink import Sink
+
+    experiment, key = _name("sink-exp"), os.urandom(8).hex()
+    start = NOW - 3000
+    calls = [{"step": i, "model": "gpt-4o-mini", "provider": "openai", "timestamp": start + 1000 * (i + 1),
+              "latency_ms": 5.0, "prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9,
+              "prompt": [{"role": "user", "content": f"q{i}"}], "response": f"a{i}"} for i in range(2)]
+    batch = [{"t": START, "k": key, "n": "through-sink", "st": start, "kd": "function",
+              "g": {"mltrack.run_key": key}, "a": {"p": "1"}, "x": experiment}]
+    batch += [{"t": LOG, "k": key, "r": None, "m": [["llm.calls", i + 1, i, start + 1000 * (i + 1)]],
+               "g": {"llm.model": "gpt-4o-mini"}, "c": call, "sp": True} for i, call in enumerate(calls)]
+    batch += [{"t": END, "k": key, "r": None, "s": "FINISHED", "et": NOW, "m": {"execution_time_seconds": 3.0},
+               "g": {}, "o": True}]
+    skips = []
+    sink = Sink(mlflow_server.uri, on_skip=skips.append)
+    sink._client = rest
+    mlflow.set_tracking_uri(mlflow_server.uri)  # today's Sink writes spans only where MLflow's URI points
+    try:
+        ids = sink.write(batch, replay=False)
+        sink.write(batch, replay=True)  # a replay finds the run by its key and writes nothing twice
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert skips == []
+    run = mlflow_client.get_run(ids[key])
+    assert run.info.status == "FINISHED" and run.info.end_time == NOW and run.data.params == {"p": "1"}
+    assert sorted((m.step, m.value) for m in mlflow_client.get_metric_history(ids[key], "llm.calls")) == \
+        [(0, 1.0), (1, 2.0)]
+    assert run.data.metrics["execution_time_seconds"] == 3.0
+    with open(mlflow_client.download_artifacts(ids[key], "llm/calls-000000.jsonl"), encoding="utf-8") as fh:
+        assert [json.loads(line)["response"] for line in fh] == ["a0", "a1"]
+    traces = mlflow_client.search_traces(locations=[run.info.experiment_id], run_id=ids[key])
+    assert len(traces) == 1 and sorted(s.name for s in traces[0].data.spans) == \
+        ["gpt-4o-mini", "gpt-4o-mini", "through-sink"]
+    assert len(mlflow_client.search_runs([run.info.experiment_id])) == 1
