@@ -501,3 +501,16 @@ def test_todays_sink_writes_through_it_unchanged(rest, mlflow_client, mlflow_ser
     assert len(traces) == 1 and sorted(s.name for s in traces[0].data.spans) == \
         ["gpt-4o-mini", "gpt-4o-mini", "through-sink"]
     assert len(mlflow_client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_http_proxy_from_the_environment_as_requests_uses_it(recorder, no_mlflow_settings, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxyuser:proxy%20pw@" + recorder.uri.split("://")[1])
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    RestClient("http://mlflow.example.invalid:5000").search_experiments()
+    path, headers, _ = recorder.seen[-1]
+    assert path == "http://mlflow.example.invalid:5000/api/2.0/mlflow/experiments/search"  # sent to the proxy
+    assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"proxyuser:proxy pw").decode()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    RestClient(recorder.uri).search_experiments()  # bypassed: straight to the server
+    assert recorder.seen[-1][0] == "/api/2.0/mlflow/experiments/search"

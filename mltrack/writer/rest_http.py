@@ -4,7 +4,8 @@ Standard library only. MLflow's settings are read from the environment at each r
 takes effect at once): ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (Basic, also from
 ``~/.mlflow/credentials``; they win over the token, as in MLflow), ``MLFLOW_TRACKING_TOKEN`` (Bearer),
 ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``, ``MLFLOW_TRACKING_CLIENT_CERT_PATH``
-and ``MLFLOW_HTTP_REQUEST_TIMEOUT``. The ``Authorization`` header is built per request and never kept, logged
+and ``MLFLOW_HTTP_REQUEST_TIMEOUT``; proxies from ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (as requests,
+hence MLflow's client, uses them). The ``Authorization`` header is built per request and never kept, logged
 or put in an error message. Connections: one per thread and host, kept alive; a forked child opens its own; a
 request on a kept-alive connection that the server closed meanwhile is sent again once on a new one (unless
 ``idempotent`` is False). A server that cannot be reached raises an ``OSError``.
@@ -20,7 +21,7 @@ import os
 import select
 import ssl
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = ["Connections", "RestError", "error_from_reply", "supports"]
 
@@ -98,6 +99,40 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
+def _split(netloc: str) -> tuple[str, int | None]:
+    host, _, port = netloc.rpartition(":") if netloc.rsplit(":", 1)[-1].isdigit() else (netloc, "", "")
+    return host.strip("[]"), int(port) if port else None
+
+
+def _open(scheme: str, netloc: str) -> http.client.HTTPConnection:
+    """A new connection to ``netloc``, through the proxy that ``HTTP(S)_PROXY`` / ``NO_PROXY`` name for it, as
+    MLflow's client (requests) would use."""
+    import urllib.request  # 15 ms of imports: only when a connection is opened
+
+    host, port = _split(netloc)
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and urllib.request.proxy_bypass(host):
+        proxy = None
+    if not proxy:
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=_timeout(), context=_tls_context())
+        return http.client.HTTPConnection(host, port, timeout=_timeout())
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    proxy_host, proxy_port = _split(parts.netloc.rpartition("@")[2])
+    proxy_headers = {}
+    if parts.username:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        proxy_headers["Proxy-Authorization"] = "Basic " + base64.standard_b64encode(credentials).decode("ascii")
+    if scheme == "https":  # CONNECT tunnel: TLS runs end to end with the server
+        conn = http.client.HTTPSConnection(proxy_host, proxy_port or 8080, timeout=_timeout(), context=_tls_context())
+        conn.set_tunnel(host, port, headers=proxy_headers)
+        return conn
+    conn = http.client.HTTPConnection(proxy_host, proxy_port or 8080, timeout=_timeout())
+    conn.mltrack_via_proxy = True  # type: ignore[attr-defined]
+    conn.mltrack_proxy_headers = proxy_headers  # type: ignore[attr-defined]
+    return conn
+
+
 class Connections:
     """Kept-alive HTTP(S) connections, one per thread and (scheme, host:port)."""
 
@@ -114,7 +149,10 @@ class Connections:
         for attempt in (0, 1):
             conn, reused = self._connection(scheme, netloc)
             try:
-                conn.request(method, url, body=data, headers=headers)
+                # Through an http:// proxy a plain-HTTP request names the whole URL (https tunnels instead).
+                target = f"{scheme}://{netloc}{url}" if getattr(conn, "mltrack_via_proxy", False) else url
+                conn.request(method, target, body=data,
+                             headers={**headers, **getattr(conn, "mltrack_proxy_headers", {})})
                 response = conn.getresponse()
                 payload = response.read()
             except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
@@ -144,14 +182,7 @@ class Connections:
             self._local.pid = pid
         conn = conns.get((scheme, netloc))
         if conn is None:
-            host, _, port = netloc.rpartition(":") if netloc.rsplit(":", 1)[-1].isdigit() else (netloc, "", "")
-            host = host.strip("[]")
-            if scheme == "https":
-                conn = http.client.HTTPSConnection(host, int(port) if port else None, timeout=_timeout(),
-                                                   context=_tls_context())
-            else:
-                conn = http.client.HTTPConnection(host, int(port) if port else None, timeout=_timeout())
-            conns[(scheme, netloc)] = conn
+            conn = conns[(scheme, netloc)] = _open(scheme, netloc)
         sock = conn.sock
         if sock is None:
             return conn, False
