@@ -236,6 +236,8 @@ def test_server_and_database_outages(rest, mlflow_server, postgres):
     finally:
         postgres.start()
     assert rest.get_experiment(experiment_id).experiment_id == experiment_id  # the server reconnects by itself
+    postgres.restart(hard=True)  # killed, as a crash would: crash recovery, same port, committed data kept
+    assert rest.get_experiment(experiment_id).experiment_id == experiment_id
 
     mlflow_server.kill()
     try:
