@@ -1,5 +1,6 @@
 """Shared fixtures: a real MLflow SQLite store per test (copied from one migrated template), the package's fake
-LLM server, offline tiktoken encodings, and strict mode so internal errors fail tests instead of warning."""
+LLM server, offline tiktoken encodings, and strict mode so internal errors fail tests instead of warning.
+PostgreSQL and a real ``mlflow server`` for tests marked ``server``: see server_fixtures.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from server_fixtures import mlflow_server, postgres, pytest_terminal_summary, server_store  # noqa: F401
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["MLTRACK_STRICT"] = "1"
