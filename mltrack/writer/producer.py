@@ -47,6 +47,7 @@ class Producer:
         self._owner = journal.new_owner()
         self._owner_lock: journal.Lock | None = None
         self._segments: dict[str, Segment] = {}  # store URI -> this process's current segment for it
+        self._rotated: dict[Path, tuple[int, str]] = {}  # earlier segments not known written: path -> (size, URI)
         self._seq = 0
         self._open: dict[str, Any] = {}  # run key -> handle of runs mltrack opened and has not ended
         self._handles: dict[str, Any] = {}  # run key -> handle, to hand them the run ids the server made
@@ -124,7 +125,7 @@ class Producer:
         """Records this process handed over that are not written to MLflow yet."""
         waiting = len(self._queue)
         for segment in list(self._segments.values()):
-            if journal.read_ack(segment.path)[0] < segment.size:
+            if not _written(segment.path, segment.size):
                 waiting += 1  # not exact in records: at least one waits in that segment
         return waiting
 
@@ -179,7 +180,8 @@ class Producer:
                 if isinstance(op, Barrier):
                     self._append(lines)
                     lines = {}
-                    op.targets = {seg.path: seg.size for seg in self._segments.values()}
+                    op.targets = {path: size for path, (size, _uri) in self._rotated.items()}
+                    op.targets.update({seg.path: seg.size for seg in self._segments.values()})
                     op.resolve(True)
                     continue
                 try:
@@ -222,6 +224,8 @@ class Producer:
         segment = self._segments.get(uri)
         if segment is not None and segment.size > journal.SEGMENT_MAX_BYTES:
             segment.close(mark_closed=True)
+            self._rotated = {p: v for p, v in self._rotated.items() if not _written(p, v[0])}
+            self._rotated[segment.path] = (segment.size, uri)
             segment = None
         if segment is None:
             assert self.folder is not None
@@ -257,9 +261,10 @@ class Producer:
         pause = 0.002
         last_progress = time.monotonic()
         progress = -1
-        uris = {seg.path: uri for uri, seg in self._segments.items()}
+        uris = {path: uri for path, (_size, uri) in self._rotated.items()}
+        uris.update({seg.path: uri for uri, seg in self._segments.items()})
         while True:
-            remaining = {path: size for path, size in targets.items() if journal.read_ack(path)[0] < size}
+            remaining = {path: size for path, size in targets.items() if not _written(path, size)}
             self._read_ids(targets)
             stores = self._store_report()
             if not remaining:
@@ -270,7 +275,7 @@ class Producer:
             if all(self._down_since(stores.get(uris.get(path, ""), {}), started)
                    or stores_mod.local_problem(uris.get(path, "")) for path in remaining):
                 return False  # the store does not answer (the server tried after we asked) or cannot: all is on disk
-            done = sum(journal.read_ack(path)[0] for path in targets)
+            done = sum(journal.read_ack(path)[0] for path in remaining)
             tried = any(float(stores.get(uris.get(path, ""), {}).get("tried", 0) or 0) >= started
                         for path in remaining)
             if done != progress or not tried:  # a server still starting (importing MLflow) is not a stall
@@ -363,3 +368,8 @@ class Producer:
                 os.close(self._owner_lock.fd)  # the parent still holds the lock through its own descriptor
             except OSError:
                 pass
+
+
+def _written(path: Path, size: int) -> bool:
+    """Has the writer written ``path`` up to ``size``? A segment it deleted was written whole (or dropped)."""
+    return journal.read_ack(path)[0] >= size or not path.exists()
