@@ -166,8 +166,13 @@ class Server:
                 alive[owner] = self.folder.owner_alive(owner)
             (live if alive[owner] else dead).append(segment)
         busy = pending = False
+        unfinished: set[str] = set()  # owners with an earlier segment not written through: their later ones wait
         for segment in live + dead:
             is_live = segment in live
+            owner = journal.owner_of(segment)
+            if owner in unfinished:
+                pending = True
+                continue
             offset = self._offset(segment)
             try:
                 stat = segment.stat()
@@ -178,6 +183,7 @@ class Server:
                     self._delete(segment)
                 continue
             pending = True
+            unfinished.add(owner)
             if not is_live and now - stat.st_mtime > self.retention_s:
                 self._drop(store, segment, "older than the retention period")
                 continue
@@ -210,6 +216,8 @@ class Server:
     def _write(self, store: _Store, segment: Path, lines: list[bytes], offset: int, end: int, replay: bool) -> bool:
         records = []
         for line in lines:
+            if line.strip() == journal.CLOSED.strip().encode():
+                continue  # the segment's end marker
             try:
                 record = loads(line)
             except ValueError:
