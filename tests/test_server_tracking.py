@@ -128,3 +128,45 @@ def test_four_forked_workers_each_land_every_call_once(server_store, fake_llm, i
     for index in range(WORKERS):
         prompts = [f"request {i} of worker {index}" for i in range(CALLS)]
         assert_run_exact(server_store, server_store.run_named(f"worker-{index}"), prompts)
+
+
+def test_neither_the_app_nor_the_shared_writer_imports_mlflow_for_a_server(server_store, fake_llm, tmp_path):
+    """A tracking server is written with mltrack's REST client: the writer process never imports MLflow for it."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import json, sys, openai, mltrack
+        mltrack.instrument("openai")
+        client = openai.OpenAI(base_url={fake_llm.openai_base_url!r}, api_key="sk-test-not-a-real-key", max_retries=0)
+        with mltrack.track_llm_context("light-writer"):
+            for i in range(9):
+                client.chat.completions.create(model="gpt-4o-mini",
+                                               messages=[{{"role": "user", "content": f"light {{i}}"}}])
+        assert mltrack.flush(60) is True
+        assert "mlflow" not in sys.modules, "mlflow was imported in the application process"
+        from mltrack import writer
+        print(json.dumps(writer.status()["server"]))
+    """)
+    env = {**os.environ, "MLTRACK_JOURNAL_DIR": str(tmp_path / "journal")}
+    env.pop("MLTRACK_STRICT", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == "process"
+    import time
+
+    deadline = time.monotonic() + 15  # the writer notes what it wrote just after it acks it
+    while True:
+        status = json.loads((tmp_path / "journal" / "status.json").read_text())
+        if status["stores"].get(server_store.uri, {}).get("written", 0) >= 11 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status["mlflow_imported"] is False
+    assert status["stores"][server_store.uri]["client"] == "rest"
+    assert status["stores"][server_store.uri]["written"] >= 9 + 2  # nine calls, the run's start and end
+    assert_run_exact(server_store, server_store.run_named("light-writer"), [f"light {i}" for i in range(9)])
+    traces = server_store.client.search_traces(locations=[server_store.experiment_id],
+                                               run_id=server_store.run_named("light-writer").info.run_id)
+    assert len(traces) == 1 and len([s for s in traces[0].data.spans if s.span_type == "LLM"]) == 9

@@ -52,6 +52,7 @@ __all__ = ["Experiment", "FinishedSpan", "Metric", "PagedList", "Param", "RestCl
 _API = "/api/2.0/mlflow"
 _ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 _OTLP = "/v1/traces"
+_TRACES_V3 = "/api/3.0/mlflow/traces"
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS, _MAX_ENTITIES = 1000, 100, 100, 1000  # MLflow's log-batch limits
 _MAX_TRACES_PER_REQUEST = 100  # the server links at most 100 traces to a run per request
 _MAX_REMEMBERED = 10_000
@@ -252,6 +253,27 @@ class RestClient:
         if run_id:
             headers["x-mlflow-run-id"] = run_id
         self._call("POST", _OTLP, body, headers=headers)
+
+    def trace_of_run(self, experiment_id: str, run_id: str) -> str | None:
+        """The id of a trace linked to ``run_id`` (the newest), or None: what ``MlflowClient.search_traces(run_id=...)``
+        answers, through the server's v3 trace search."""
+        body = {"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": str(experiment_id)}}],
+                "filter": f"attribute.run_id = '{run_id}'", "max_results": 1}
+        traces = self._call("POST", f"{_TRACES_V3}/search", body).get("traces") or ()
+        return str(traces[0]["trace_id"]) if traces and traces[0].get("trace_id") else None
+
+    def log_feedback(self, trace_id: str, name: str, value: Any, rationale: str | None = None,
+                     source_type: str = "LLM_JUDGE", source_id: str | None = None) -> None:
+        """A feedback assessment on a trace, as ``mlflow.log_feedback`` writes it (``CreateAssessment``)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
+        assessment: dict[str, Any] = {"assessment_name": name, "trace_id": trace_id,
+                                      "source": {"source_type": source_type, "source_id": str(source_id or "")},
+                                      "create_time": stamp, "last_update_time": stamp, "feedback": {"value": value},
+                                      "valid": True}
+        if rationale:
+            assessment["rationale"] = rationale
+        self._call("POST", f"{_TRACES_V3}/{trace_id}/assessments", {"assessment": assessment},
+                   idempotent=False)
 
     # The MlflowClient tracing calls mltrack's writer makes (spans.py): the spans are kept here and written in
     # one request when the trace ends.

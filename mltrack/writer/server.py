@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -48,8 +49,9 @@ class _Store:
         self.tried = 0.0  # wall time of the last attempt to write
 
     def report(self) -> dict[str, Any]:
+        client = None if self.sink is None or self.sink._client is None else ("rest" if self.sink.rest else "mlflow")
         return {"down": bool(self.down_since), "since": self.down_since, "error": self.error, "tried": self.tried,
-                "skipped": self.skipped[-20:], "dropped": self.dropped, "written": self.written}
+                "skipped": self.skipped[-20:], "dropped": self.dropped, "written": self.written, "client": client}
 
 
 class Server:
@@ -265,7 +267,7 @@ class Server:
         if store.sink is None:
             store.sink = Sink(store.uri, on_skip=lambda skip: store.skipped.append(str(skip)))
             _open_client(store.sink, None if self.in_process else store.cwd)
-        if not self.in_process:
+        if not self.in_process and not store.sink.rest:
             _point_tracing_at(store.uri)
         return store.sink
 
@@ -297,7 +299,8 @@ class Server:
 
     def _write_status(self) -> None:
         stores = {uri: store.report() for uri, store in self._stores.items()}
-        text = json.dumps({"pid": os.getpid(), "stores": stores}, sort_keys=True)
+        text = json.dumps({"pid": os.getpid(), "stores": stores, "mlflow_imported": "mlflow" in sys.modules},
+                          sort_keys=True)
         now = time.monotonic()
         if text != self._status_text or now - self._status_at > 1.0:
             try:
@@ -326,7 +329,8 @@ def _open_client(sink: Sink, cwd: str | None) -> None:
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)
         client = sink.client()
-        client._tracking_client.store  # noqa: B018 - opens the store (creates it, runs migrations)
+        if not sink.rest:
+            client._tracking_client.store  # noqa: B018 - opens the store (creates it, runs migrations)
     except Outage:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from mltrack._safety import warn_once
 from mltrack.writer.payload import dump_line
 from mltrack.writer.records import END, JUDGED, LOG, RETRIEVAL, RUN_KEY_TAG, START, TAGS
+from mltrack.writer.rest_http import supports
 from mltrack.writer.spans import TraceBook, flush_exports, point_exporter_at
 
 _MAX_METRICS_PER_BATCH = 1000
@@ -118,17 +119,36 @@ class Sink(StoreState):
         self._run_experiments: OrderedDict[str, str] = OrderedDict()
         self._missing: set[str] = set()  # keys whose start could not be written (their records are skipped)
         self._traces = TraceBook()
+        self.rest = False  # written through mltrack's REST client (no MLflow in this process for this store)
 
     # the MLflow calls -----------------------------------------------------------------------------------
     def client(self) -> Any:
+        """MLflow's client for this store; for a tracking server (``http(s)://``) mltrack's own REST client, so that
+        the writer never imports MLflow for it (see ``rest_client.py``; auth plugins still need MLflow's)."""
         if self._client is None:
             try:
-                from mlflow import MlflowClient
+                if supports(self.uri):
+                    from mltrack.writer.rest_client import RestClient
 
-                self._client = MlflowClient(tracking_uri=self.uri)
+                    self._client = RestClient(self.uri)
+                    self.rest = True
+                else:
+                    from mlflow import MlflowClient
+
+                    self._client = MlflowClient(tracking_uri=self.uri)
             except Exception as exc:  # noqa: BLE001 - a store that cannot even be opened is down
                 raise Outage(exc) from exc
         return self._client
+
+    def _entities(self) -> Any:
+        """The module with ``Metric``, ``Param``, ``RunTag``, ``ViewType`` for this store's client."""
+        if self.rest:
+            from mltrack.writer import rest_entities
+
+            return rest_entities
+        import mlflow.entities
+
+        return mlflow.entities
 
     def probe(self) -> bool:
         """Does the store answer at all?"""
@@ -268,7 +288,7 @@ class Sink(StoreState):
             experiment_ids = [e.experiment_id for e in self._call("listing experiments", client.search_experiments)]
             if not experiment_ids:
                 return None
-        from mlflow.entities import ViewType
+        ViewType = self._entities().ViewType
 
         for i in range(0, len(experiment_ids), 100):
             runs = self._call("looking up a run", client.search_runs, experiment_ids[i:i + 100],
@@ -306,8 +326,7 @@ class Sink(StoreState):
         self._on_run_id(key, run_id)
         params = record.get("a") or {}
         if params:
-            from mlflow.entities import Param
-
+            Param = self._entities().Param
             items = [Param(k, v) for k, v in params.items()]
             for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
                 self._call("logging params", client.log_batch, run_id, params=items[i:i + _MAX_PARAMS_PER_BATCH])
@@ -349,7 +368,8 @@ class Sink(StoreState):
         return experiment_id
 
     def _write_buffer(self, client: Any, buf: _RunBuffer) -> None:
-        from mlflow.entities import Metric, RunTag
+        entities = self._entities()
+        Metric, RunTag = entities.Metric, entities.RunTag
 
         run_id = buf.run_id
         metrics = []
@@ -386,12 +406,20 @@ class Sink(StoreState):
     def _write_feedback(self, client: Any, key: str, run_id: str, feedback: list[dict[str, Any]]) -> None:
         """Judge scores as MLflow feedback assessments on the run's trace (written before them, at the run's end)."""
         trace_id = self._traces.trace_id(key)
-        if trace_id is None:  # written by an earlier writer: the run's trace (a @track / context run has one)
+        if trace_id is None and self.rest:  # written by an earlier writer: the run's trace (@track / context runs)
+            trace_id = self._call("finding the run's trace", client.trace_of_run, self._experiment_of(client, run_id),
+                                  run_id)
+        elif trace_id is None:
             found = self._call("finding the run's trace", client.search_traces,
                                locations=[self._experiment_of(client, run_id)], run_id=run_id, max_results=1)
             trace_id = found[0].info.trace_id if found else None
         if trace_id is None:
             return  # no trace (traces off, or no traced call): the scores are in the run's metrics only
+        if self.rest:  # the trace was written synchronously (OTLP)
+            for item in feedback:
+                self._call("logging a judge's feedback", client.log_feedback, trace_id, str(item["n"]), item["v"],
+                           rationale=item.get("ra") or None, source_id=str(item.get("src")))
+            return
         flush_exports(10.0)  # MLflow may still be exporting the trace in the background
         from mlflow.entities import AssessmentSource, Feedback
         from mlflow.tracing.client import TracingClient
@@ -404,10 +432,13 @@ class Sink(StoreState):
 
     def flush_traces(self, timeout: float | None) -> bool:
         """Wait for MLflow's background export of the spans written (see :func:`flush_exports`)."""
-        return flush_exports(timeout)
+        return True if self.rest else flush_exports(timeout)
 
     def _traces_here(self) -> bool:
-        """MLflow exports traces to its own tracking URI: write them only when that is this store."""
+        """MLflow exports traces to its own tracking URI: write them only when that is this store. (The REST
+        client writes a trace to its own server.)"""
+        if self.rest:
+            return True
         import mlflow
 
         if mlflow.get_tracking_uri() == self.uri:
@@ -445,8 +476,8 @@ class Sink(StoreState):
         run_id = self._resolve(record, replay)
         if run_id is None:
             return
-        from mlflow.entities import Metric, RunTag
-
+        entities = self._entities()
+        Metric, RunTag = entities.Metric, entities.RunTag
         end_ms = int(record["et"])
         metrics = [Metric(k, float(v), end_ms, 0) for k, v in (record.get("m") or {}).items()]
         tags = [RunTag(k, str(v)) for k, v in (record.get("g") or {}).items()]
