@@ -12,7 +12,8 @@ client). Throughput = rows counted in PostgreSQL afterwards /
 
 - ``mlflow``: ``MlflowClient.log_batch`` (the baseline: what an application process pays with MLflow's client);
 - ``rest``: ``mltrack.writer.rest_client.RestClient.log_batch`` (the light client, no ``import mlflow``);
-- ``mltrack``: through mltrack's public API; see :func:`measure_through_mltrack` (filled in with the new writer).
+- ``mltrack``: through mltrack's public API and its shared writer (:func:`measure_through_mltrack`); then one
+  application process alone (``--single-calls``) for the memory target.
 
 Modes alternate over ``--rounds`` rounds so that a noisy machine slows all alike. Usage:
   python benchmarks/bench_server.py [--workers 8] [--rows 20000] [--batch 1000] [--rounds 2] [--json FILE]
@@ -38,6 +39,7 @@ KEYS = ("llm.tokens.prompt", "llm.tokens.completion", "llm.tokens.total", "llm.t
         "llm.tokens.cumulative.completion", "llm.tokens.cumulative.total", "llm.cost.prompt", "llm.cost.completion",
         "llm.cost.total", "llm.cost.cumulative", "llm.latency", "llm.calls", "llm.errors")  # one call's rows
 TARGET_RATIO = 0.8  # issue 11: mltrack's rows/s >= 0.8x MlflowClient.log_batch's on the same server
+SINGLE_TARGET_MIB = 40  # issue 11: an application process tracking into a server adds <= 40 MiB (its whole tree)
 
 
 # -- process facts ------------------------------------------------------------------------------------------
@@ -120,15 +122,117 @@ def measure_client(mode: str, uri: str, workers: int, rows: int, batch: int, cou
             "mlflow_imported": any(r["mlflow_imported"] for r in reports)}
 
 
-def measure_through_mltrack(uri: str, workers: int, rows: int, count_rows: Any) -> dict[str, Any] | None:
-    """The same figure through mltrack's public API (the shared writer): to be written with the new writer.
+def _mltrack_worker(uri: str, index: int, calls: int, journal_dir: str, barrier: Any, results: Any) -> None:
+    os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": uri,
+                       "MLTRACK_EXPERIMENT": "bench-server", "MLTRACK_JOURNAL_DIR": journal_dir})
+    rss_bare = tree_rss(os.getpid())
+    import mltrack
 
-    It should start W spawned workers that each make ``rows / 13`` tracked calls into their own run (e.g.
-    ``log_prompt_response`` on a ready SDK response inside ``track_llm_context``), wait at a barrier, then time
-    until ``mltrack.flush()`` returns in every worker, count the rows in PostgreSQL with ``count_rows`` and report
-    the caller's p50/p99 and the process-tree RSS per worker (the shared writer counted once, divided by W), in
-    the dict shape :func:`measure_client` returns. Returns None until then."""
-    return None
+    name = f"mltrack-{index}-{os.getpid()}-{time.time_ns()}"
+    usage = {"prompt_tokens": 120, "completion_tokens": 40}
+    samples: list[int] = []
+    with mltrack.track_llm_context(name, model=C.MODEL) as tracker:
+        tracker.log_prompt_response("warm up", "ok", token_usage=usage)
+        mltrack.flush(300)  # the shared writer is up and the run exists: what a long-lived worker has
+        barrier.wait()
+        clock = time.perf_counter_ns
+        for i in range(calls):
+            began = clock()
+            tracker.log_prompt_response("What is the capital of France?", "Paris.", token_usage=usage)
+            samples.append(clock() - began)
+    flushed = mltrack.flush(1800)
+    end = time.monotonic()
+    samples.sort()
+    results.put({"index": index, "name": name, "end": end, "flushed": flushed, "rss": tree_rss(os.getpid()),
+                 "rss_bare": rss_bare, "p50_us": C.percentile(samples, 50) / 1000,
+                 "p99_us": C.percentile(samples, 99) / 1000, "mlflow_imported": "mlflow" in sys.modules})
+    barrier.wait()  # stay alive until every worker measured its tree (the shared writer may be a child of this one)
+
+
+def measure_through_mltrack(uri: str, workers: int, calls: int, count_rows: Any) -> dict[str, Any]:
+    """W spawned workers, each ``calls`` tracked calls (``log_prompt_response`` on a ready response) into its own
+    run through mltrack's public API and its shared writer; rows/s = metric rows persisted in PostgreSQL / (barrier
+    to the last worker's ``flush()`` returning). RSS per worker: the process trees summed (the shared writer counted
+    once, in the tree of the worker that started it), divided by W."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(workers + 1)
+    results = ctx.Queue()
+    journal_dir = tempfile.mkdtemp(prefix="mltrack-bench-journal-")
+    procs = [ctx.Process(target=_mltrack_worker, args=(uri, i, calls, journal_dir, barrier, results))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    barrier.wait(timeout=600)
+    start = time.monotonic()
+    reports = [results.get(timeout=3600) for _ in procs]
+    barrier.wait(timeout=600)
+    for proc in procs:
+        proc.join(60)
+    shutil.rmtree(journal_dir, ignore_errors=True)
+    elapsed = max(r["end"] for r in reports) - start
+    from mltrack.writer.rest_client import RestClient
+
+    client = RestClient(uri)
+    experiment_id = client.get_experiment_by_name("bench-server").experiment_id
+    names = {r["name"] for r in reports}
+    run_ids = [run.info.run_id for run in client.search_runs([experiment_id], max_results=1000)
+               if run.info.run_name in names]
+    calls_rows = count_rows(run_ids, "llm.calls")  # one row per call (step = call index)
+    rows = count_rows(run_ids)
+    per_call = rows / max(calls_rows, 1)
+    warm_rows = round(per_call) * len(run_ids)  # the warm-up call's rows, written before the barrier
+    return {"mode": "mltrack", "rows": rows - warm_rows, "seconds": elapsed, "rows_per_s": (rows - warm_rows) / elapsed,
+            "expected_rows": (rows - warm_rows) if (calls_rows == workers * (calls + 1) and len(run_ids) == workers
+                                                    and all(r["flushed"] for r in reports)) else -1,
+            "calls": calls * workers, "rows_per_call": per_call,
+            "rss_per_worker_mib": sum(r["rss"] for r in reports) / workers / C.MIB,
+            "rss_bare_mib": sum(r["rss_bare"] for r in reports) / workers / C.MIB,
+            "p50_us": max(r["p50_us"] for r in reports), "p99_us": max(r["p99_us"] for r in reports),
+            "mlflow_imported": any(r["mlflow_imported"] for r in reports)}
+
+
+def _app_worker(tracked: bool, uri: str, calls: int, base_url: str, journal_dir: str, results: Any) -> None:
+    """One application process: ``calls`` real openai SDK calls to the fake LLM server, tracked or not."""
+    os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": uri,
+                       "MLTRACK_EXPERIMENT": "bench-server", "MLTRACK_JOURNAL_DIR": journal_dir})
+    client = C.openai_client(base_url)
+    client.chat.completions.create(model=C.MODEL, messages=C.MESSAGES)  # the SDK warmed up in both variants
+    flushed = True
+    if tracked:
+        import mltrack
+
+        mltrack.instrument("openai")
+        with mltrack.track_llm_context(f"memory-{os.getpid()}"):
+            for _ in range(calls):
+                client.chat.completions.create(model=C.MODEL, messages=C.MESSAGES)
+        flushed = mltrack.flush(600)
+    else:
+        for _ in range(calls):
+            client.chat.completions.create(model=C.MODEL, messages=C.MESSAGES)
+    results.put({"tracked": tracked, "rss": tree_rss(os.getpid()), "flushed": flushed,
+                 "mlflow_imported": "mlflow" in sys.modules})
+
+
+def measure_one_app(uri: str, calls: int) -> dict[str, Any]:
+    """The process tree of one application process after ``calls`` instrumented calls into the server (with the
+    writer it started), against the same process without mltrack, both in this run."""
+    ctx = mp.get_context("spawn")
+    server = C.start_fake_server()
+    out: dict[str, Any] = {}
+    try:
+        for tracked in (False, True):
+            results = ctx.Queue()
+            journal_dir = tempfile.mkdtemp(prefix="mltrack-bench-journal-")
+            proc = ctx.Process(target=_app_worker, args=(tracked, uri, calls, server.openai_base_url, journal_dir,
+                                                         results))
+            proc.start()
+            out["tracked" if tracked else "bare"] = results.get(timeout=3600)
+            proc.join(120)
+            shutil.rmtree(journal_dir, ignore_errors=True)
+    finally:
+        server.stop()
+    out["added_mib"] = (out["tracked"]["rss"] - out["bare"]["rss"]) / C.MIB
+    return out
 
 
 # -- the stack ----------------------------------------------------------------------------------------------
@@ -139,11 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000, help="rows per log_batch request (MLflow's maximum)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--server-workers", type=int, default=1, help="mlflow server --workers")
+    parser.add_argument("--single-calls", type=int, default=10000,
+                        help="calls of the one-process memory row (0: skip it)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows, args.rounds = 2000, 1
+        args.rows, args.rounds, args.single_calls = 2000, 1, 500
 
     from mltrack.testing._mlflow_server import MlflowServer
     from mltrack.testing._postgres import PostgresServer
@@ -159,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PostgreSQL {postgres.bin_dir.parent.name} on :{postgres.port} ({postgres.start_seconds:.1f} s), "
               f"mlflow server on {server.uri} ({server.start_seconds:.1f} s, --workers {args.server_workers})")
 
-        def count_rows(run_ids: list[str]) -> int:
+        def count_rows(run_ids: list[str], key: str | None = None) -> int:
             ids = ",".join(f"'{r}'" for r in run_ids)
-            return int(postgres.psql(f"SELECT count(*) FROM metrics WHERE run_uuid IN ({ids})").strip())
+            where = f" AND key = '{key}'" if key else ""
+            return int(postgres.psql(f"SELECT count(*) FROM metrics WHERE run_uuid IN ({ids}){where}").strip())
 
         from mltrack.writer.rest_client import RestClient
 
@@ -173,10 +280,22 @@ def main(argv: list[str] | None = None) -> int:
                 results[mode].append(result)
                 print(f"  round {round_no + 1} {mode:>7}: {result['rows']:,} rows in {result['seconds']:.2f} s = "
                       f"{result['rows_per_s']:,.0f} rows/s, RSS {result['rss_per_worker_mib']:.0f} MiB per worker")
-            through = measure_through_mltrack(server.uri, args.workers, args.rows, count_rows)
-            if through is not None:
-                results["mltrack"].append(through)
+            through = measure_through_mltrack(server.uri, args.workers, max(1, args.rows // len(KEYS)), count_rows)
+            results["mltrack"].append(through)
+            print(f"  round {round_no + 1} mltrack: {through['rows']:,} rows ({through['calls']:,} calls, "
+                  f"{through['rows_per_call']:.1f} rows each) in {through['seconds']:.2f} s = "
+                  f"{through['rows_per_s']:,.0f} rows/s, RSS {through['rss_per_worker_mib']:.0f} MiB per worker, "
+                  f"caller p50 {through['p50_us']:.0f} us p99 {through['p99_us']:.0f} us")
+        single = measure_one_app(server.uri, args.single_calls) if args.single_calls else None
         report = _report(results, args)
+        if single is not None:
+            added = single["added_mib"]
+            report["single"] = single
+            print(f"\none application process, {args.single_calls:,} instrumented openai calls into the server: process "
+                  f"tree {single['bare']['rss'] / C.MIB:.0f} MiB without mltrack, {single['tracked']['rss'] / C.MIB:.0f} "
+                  f"MiB with it (its writer included): +{added:.0f} MiB {C.verdict(added <= SINGLE_TARGET_MIB)} "
+                  f"(<= {SINGLE_TARGET_MIB} MiB); imports mlflow: {'yes' if single['tracked']['mlflow_imported'] else 'no'}"
+                  f"{'' if single['tracked']['flushed'] else '; flush() FAILED'}")
         C.write_result(args.json, {"args": vars(args), "results": results, "report": report,
                                    "setup_seconds": time.monotonic() - began})
         return 0 if report["complete"] else 1

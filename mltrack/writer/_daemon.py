@@ -1,4 +1,5 @@
-"""The shared writer process: ``python -m mltrack.writer._daemon JOURNAL_DIR RETENTION_S``.
+"""The shared writer process: ``main([JOURNAL_DIR, RETENTION_S])``, started by ``launch.py`` (``python -c``, without the
+packages' ``__init__``; ``python -m mltrack.writer._daemon JOURNAL_DIR RETENTION_S`` runs it too).
 
 Started by the first producer that finds no server for its journal folder; serves it while any producer lives
 (or while leftovers can be written), then exits. It takes the server lock before importing anything heavy, so a

@@ -106,6 +106,18 @@ class ServerKeeper:
 
 _helpers: list[subprocess.Popen] = []
 
+# The helper process loads the writer's own modules only: the packages' ``__init__`` (the public API, config files,
+# auto-instrumentation) never run there. That keeps the helper ~8 MiB smaller (benchmarks/bench_server.py measures
+# the process tree), and it must not instrument anything of its own anyway.
+_BOOT = """import sys, types
+for name, path in (("mltrack", sys.argv[1]), ("mltrack.writer", sys.argv[2])):
+    sys.modules[name] = types.ModuleType(name)
+    sys.modules[name].__path__ = [path]
+sys.modules["mltrack"].writer = sys.modules["mltrack.writer"]
+from mltrack.writer._daemon import main
+sys.exit(main(sys.argv[3:]))
+"""
+
 
 def poke(path: Path) -> None:
     """Wake the server (a datagram on its socket); harmless when none listens."""
@@ -152,8 +164,9 @@ def _start_helper(folder: Folder, retention_s: float) -> subprocess.Popen | None
         kwargs["creationflags"] = getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(
             subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     try:
-        process = subprocess.Popen([sys.executable, "-m", "mltrack.writer._daemon", str(folder.root),
-                                    str(retention_s)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        package = Path(__file__).resolve().parents[1]
+        process = subprocess.Popen([sys.executable, "-c", _BOOT, str(package), str(package / "writer"),
+                                    str(folder.root), str(retention_s)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=log, close_fds=True, env=env, cwd=str(folder.root), **kwargs)
         _helpers.append(process)  # it outlives producers (and may outlive this process): never collected here
         return process

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from mltrack.engine.process import Processed
-from mltrack.run_state import RunHandle
+if TYPE_CHECKING:  # annotations only: the writer process reads records without the engine
+    from mltrack.engine.process import Processed
+    from mltrack.run_state import RunHandle
 
 
 @dataclass(frozen=True)

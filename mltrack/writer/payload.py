@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mltrack.writer.ops import CallFlags
-from mltrack.engine.process import Processed
+if TYPE_CHECKING:  # annotations only: the writer process reads records without the engine
+    from mltrack.engine.process import Processed
+    from mltrack.writer.ops import CallFlags
 
 Row = tuple[str, float, int, int]  # key, value, step, timestamp ms
 

@@ -27,12 +27,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltrack._version import __version__
 from mltrack.writer.ops import EndRun, LogCall, SetTags, StartRun
 from mltrack.writer.payload import call_metrics, call_record
-from mltrack.run_state import RunHandle
+
+if TYPE_CHECKING:
+    from mltrack.run_state import RunHandle
 
 START, LOG, TAGS, END, RETRIEVAL, JUDGED = "s", "l", "g", "e", "r", "j"
 RUN_KEY_TAG = "mltrack.run_key"
