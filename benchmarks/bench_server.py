@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-workers", type=int, default=1, help="mlflow server --workers")
     parser.add_argument("--single-calls", type=int, default=10000,
                         help="calls of the one-process memory row (0: skip it)")
+    parser.add_argument("--modes", default="mlflow,rest,mltrack", type=lambda text: text.split(","),
+                        help="which writers to measure (the baseline, mlflow, is needed for the ratios)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -275,11 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         RestClient(server.uri).create_experiment("bench-server")
         results: dict[str, list[dict[str, Any]]] = {"mlflow": [], "rest": [], "mltrack": []}
         for round_no in range(args.rounds):
-            for mode in ("mlflow", "rest"):
+            for mode in [m for m in ("mlflow", "rest") if m in args.modes]:
                 result = measure_client(mode, server.uri, args.workers, args.rows, args.batch, count_rows)
                 results[mode].append(result)
                 print(f"  round {round_no + 1} {mode:>7}: {result['rows']:,} rows in {result['seconds']:.2f} s = "
                       f"{result['rows_per_s']:,.0f} rows/s, RSS {result['rss_per_worker_mib']:.0f} MiB per worker")
+            if "mltrack" not in args.modes:
+                continue
             through = measure_through_mltrack(server.uri, args.workers, max(1, args.rows // len(KEYS)), count_rows)
             results["mltrack"].append(through)
             print(f"  round {round_no + 1} mltrack: {through['rows']:,} rows ({through['calls']:,} calls, "
@@ -317,8 +321,7 @@ def _total(runs: list[dict[str, Any]]) -> dict[str, float] | None:
 
 
 def _report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
-    base = _total(results["mlflow"])
-    assert base is not None
+    base = _total(results["mlflow"]) or {"rows_per_s": float("nan")}
     print(f"\n{args.workers} processes x {args.rows:,} metric rows, log_batch of {args.batch} rows, "
           f"{args.rounds} round(s); rows counted in PostgreSQL")
     print(f"{'writer':<34} {'rows/s':>10} {'vs baseline':>12} {'RSS/worker':>11} {'added':>8}  imports mlflow")

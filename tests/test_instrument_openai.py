@@ -343,3 +343,36 @@ def test_stream_timings_are_logged(store, fake_llm, openai_client, instrumented)
     assert m["llm.inter_token_latency_ms"] >= 45  # so was every later one
     assert m["llm.tokens_per_second"] == pytest.approx(4 / ((line["latency_ms"] - line["ttft_ms"]) / 1000))
     assert m["llm.latency"] >= m["llm.ttft_ms"] + 3 * 45
+
+
+def test_instrumenting_imports_no_part_of_the_sdk_the_app_does_not_use():
+    """A module the app has not imported is patched when (if ever) it is imported; uninstrument before that leaves
+    it untouched. (A subprocess: this one imported every part of openai already.)"""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys, openai, mltrack
+        RESP = "openai.resources.responses.responses"
+        mltrack.instrument("openai")
+        assert RESP not in sys.modules, "instrument imported the Responses API"
+        from openai.resources.responses.responses import Responses
+        assert type(Responses.__dict__["create"]).__name__ == "FunctionWrapper"
+        mltrack.uninstrument("openai")
+        assert type(Responses.__dict__["create"]).__name__ == "function"
+        from openai.resources.embeddings import Embeddings  # already imported by openai: patched and restored at once
+        mltrack.instrument("openai")
+        assert type(Embeddings.__dict__["create"]).__name__ == "FunctionWrapper"
+        mltrack.uninstrument("openai")
+        assert type(Embeddings.__dict__["create"]).__name__ == "function"
+        import anthropic
+        mltrack.instrument("anthropic")
+        mltrack.uninstrument("anthropic")
+        import anthropic.resources.messages.messages as m
+        assert type(m.Messages.__dict__["create"]).__name__ == "function", "patched after uninstrument"
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
