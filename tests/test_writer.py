@@ -224,3 +224,24 @@ def test_a_malformed_journal_line_costs_that_record_only(store, lenient):
     assert [line["step"] for line in store.artifact_lines(run.info.run_id)] == [0, 1, 2, 3, 4]
 
 
+
+
+def test_records_of_a_run_that_could_not_be_created_are_reported_not_dropped_silently(store, lenient):
+    """The run's experiment is deleted: MLflow refuses the run; its start, each of its calls and its end are
+    reported (status.json's "skipped", one warning per reason in the application), nothing else fails."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store.uri)
+    experiment_id = client.create_experiment("gone-experiment")
+    client.delete_experiment(experiment_id)
+    handle, recs = _ops_for(store.uri, 3, name="refused")
+    recs[0]["x"] = None
+    recs[0]["xe"] = experiment_id  # as MLFLOW_EXPERIMENT_ID names it
+    skipped: list[str] = []
+    ids = Sink(store.uri, on_skip=lambda skip: skipped.append(str(skip))).write(recs, replay=False)
+    assert ids == {}
+    assert len(skipped) == 1 + 3 + 1, skipped
+    assert "creating a run" in skipped[0]
+    assert all(f"a call of run {handle.key}" in reason and "never created" in reason for reason in skipped[1:4])
+    assert f"the end of run {handle.key}" in skipped[4]
+    assert client.search_runs([experiment_id], run_view_type=3) == []

@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class _Store:
         self.backoff = 0.0
         self.next_try = 0.0
         self.last_try = 0.0
-        self.skipped: list[str] = []
+        self.skipped: deque[str] = deque(maxlen=20)  # the latest reasons (status.json; each warned once)
         self.dropped = 0
         self.written = 0
         self.tried = 0.0  # wall time of the last attempt to write
@@ -51,7 +52,7 @@ class _Store:
     def report(self) -> dict[str, Any]:
         client = None if self.sink is None or self.sink._client is None else ("rest" if self.sink.rest else "mlflow")
         return {"down": bool(self.down_since), "since": self.down_since, "error": self.error, "tried": self.tried,
-                "skipped": self.skipped[-20:], "dropped": self.dropped, "written": self.written, "client": client}
+                "skipped": list(self.skipped), "dropped": self.dropped, "written": self.written, "client": client}
 
 
 class Server:

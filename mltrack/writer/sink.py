@@ -32,6 +32,9 @@ _PERMANENT_CODES = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURC
                               "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE", "NOT_FOUND", "ALREADY_EXISTS"})
 
 
+_KIND_NAMES = {LOG: "call", RETRIEVAL: "retrieval", JUDGED: "judge score", TAGS: "tag update", END: "run end"}
+
+
 class Outage(Exception):
     """The store cannot be written now; the batch must be retried later (from the journal)."""
 
@@ -193,7 +196,9 @@ class Sink(StoreState):
             buf = buffers.get(key)
             if buf is None:
                 run_id = self._resolve(record, replay)
-                if run_id is None:
+                if run_id is None:  # its start could not be written (reported then), or a replay finds no run
+                    self._on_skip(Skip(f"a {_KIND_NAMES.get(record.get('t'), 'record')} of run {key}",
+                                       LookupError("its run was never created in this store")))
                     return None
                 buf = buffers[key] = _RunBuffer(key, run_id)
             return buf
@@ -475,6 +480,7 @@ class Sink(StoreState):
     def _end(self, client: Any, record: dict[str, Any], replay: bool, logged: bool = False) -> None:
         run_id = self._resolve(record, replay)
         if run_id is None:
+            self._on_skip(Skip(f"the end of run {record['k']}", LookupError("its run was never created in this store")))
             return
         entities = self._entities()
         Metric, RunTag = entities.Metric, entities.RunTag
