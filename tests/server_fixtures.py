@@ -126,6 +126,31 @@ def server_store(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, r
     config.reset()
 
 
+def fork_workers(worker, count: int, *args) -> list[int]:
+    """Fork ``count`` processes, as gunicorn forks its workers after import; each runs ``worker(index, *args)``
+    (its return value is the exit code) and never returns into pytest. Returns their pids."""
+    pids = []
+    for index in range(count):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = worker(index, *args)
+            except BaseException:  # noqa: BLE001
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    return pids
+
+
+def exit_codes(pids: list[int]) -> list[int]:
+    """Wait for forked workers; their exit codes."""
+    return [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's hook (registered by conftest)
     if FIXTURE_SECONDS:
         figures = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in FIXTURE_SECONDS.items())

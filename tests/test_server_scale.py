@@ -5,11 +5,11 @@ is one artifact line, every run FINISHED."""
 
 from __future__ import annotations
 
-import os
 import time
 from decimal import Decimal
 
 import pytest
+from server_fixtures import exit_codes, fork_workers
 
 import mltrack
 
@@ -58,20 +58,7 @@ def _wait_for_rows(postgres, more_than: int, timeout: float = 300.0) -> int:
 def test_eight_forked_workers_lose_and_double_nothing_across_server_and_database_restarts(
         server_store, mlflow_server, postgres):
     start_rows = _rows_written(postgres)
-    pids = []
-    for index in range(WORKERS):
-        pid = os.fork()
-        if pid == 0:  # the worker: never return into pytest
-            code = 1
-            try:
-                code = _worker(index)
-            except BaseException:  # noqa: BLE001
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        pids.append(pid)
+    pids = fork_workers(_worker, WORKERS)
 
     # While the workers call: kill the tracking server, start it again; then kill PostgreSQL, start it again.
     rows = _wait_for_rows(postgres, start_rows + 20_000)
@@ -79,7 +66,7 @@ def test_eight_forked_workers_lose_and_double_nothing_across_server_and_database
     _wait_for_rows(postgres, rows + 20_000)
     postgres.restart(hard=True)
 
-    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    codes = exit_codes(pids)
     assert codes == [0] * WORKERS, "a worker failed, waited for the server, or did not flush (see its output)"
 
     experiment_id = server_store.experiment_id

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import openai
 import pytest
+from server_fixtures import exit_codes, fork_workers
 
 import mltrack
 from mltrack.testing import fake_reply, fake_usage
@@ -106,21 +107,7 @@ def _worker(index: int, base_url: str) -> int:
 
 def test_four_forked_workers_each_land_every_call_once(server_store, fake_llm, instrumented):
     """gunicorn-style: the parent imported and instrumented, then forked; each worker tracks its own requests."""
-    pids = []
-    for index in range(WORKERS):
-        pid = os.fork()
-        if pid == 0:  # the worker: never return into pytest
-            code = 1
-            try:
-                code = _worker(index, fake_llm.openai_base_url)
-            except BaseException:  # noqa: BLE001
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    codes = exit_codes(fork_workers(_worker, WORKERS, fake_llm.openai_base_url))
     assert codes == [0] * WORKERS, "a worker failed or did not flush (see its output above)"
 
     runs = server_store.runs()
