@@ -235,9 +235,8 @@ class Server:
             if not replay:  # should this server die during the write, the next one knows to replay it
                 journal.write_ack(segment, offset, writing=end)
             ids = sink.write(records, replay) if records else {}
-            if sink.spans_written:
-                sink.flush_traces(10.0)
-                sink.spans_written = False
+            if sink.tracing.written:
+                sink.tracing.flush(10.0)
         except Outage as exc:
             self._down(store, exc.cause)
             self._replay[segment] = True  # part of it may be written: the retry looks up what exists

@@ -13,11 +13,10 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable
 
-from mltrack._safety import warn_once
 from mltrack.writer.payload import dump_line
 from mltrack.writer.records import END, JUDGED, LOG, RETRIEVAL, RUN_KEY_TAG, START, TAGS
 from mltrack.writer.rest_http import supports
-from mltrack.writer.spans import TraceBook, flush_exports, point_exporter_at
+from mltrack.writer.sink_traces import TraceWriter
 
 _MAX_METRICS_PER_BATCH = 1000
 _MAX_TAGS_PER_BATCH = 100
@@ -77,43 +76,14 @@ class _RunBuffer:
         self.feedback: list[dict[str, Any]] = []  # judge scores for the run's trace (after it is written)
 
 
-class StoreState:
-    """What the writer keeps per store wherever its MLflow client lives: the runs it knows, whether it is up."""
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self._run_ids: OrderedDict[str, str] = OrderedDict()
-        self.spans_written = False  # since the last flush: mltrack.flush() then waits for MLflow's trace export
-        # Outage state, read and written by the sender thread (flush only moves next_try earlier).
-        self.down = False
-        self.down_since = 0.0
-        self.backoff = 0.0
-        self.next_try = 0.0
-        self.last_attempt = 0.0
-        self.last_progress = 0.0  # when an MLflow call last completed (a write in progress is not hanging)
-        self.last_error = ""
-
-    def remember(self, key: str, run_id: str) -> None:
-        self._run_ids[key] = run_id
-        self._run_ids.move_to_end(key)
-        if len(self._run_ids) > _MAX_REMEMBERED_RUNS:
-            self._run_ids.popitem(last=False)
-
-    def remember_all(self, ids: dict[str, str]) -> None:
-        for key, run_id in ids.items():
-            self.remember(key, run_id)
-
-    def known(self, key: str) -> str | None:
-        return self._run_ids.get(key)
-
-
-class Sink(StoreState):
-    """One MLflow store (tracking URI): its client, the runs it knows, and whether it is reachable."""
+class Sink:
+    """One MLflow store (tracking URI): its client, the runs it knows, writing batches of records into it."""
 
     def __init__(self, uri: str, *, sleep: Callable[[float], Any] = time.sleep,
                  on_run_id: Callable[[str, str | None], None] | None = None,
                  on_skip: Callable[[Skip], None] | None = None) -> None:
-        super().__init__(uri)
+        self.uri = uri
+        self._run_ids: OrderedDict[str, str] = OrderedDict()
         self._sleep = sleep
         self._on_run_id = on_run_id or (lambda key, run_id: None)
         self._on_skip = on_skip or (lambda skip: None)
@@ -121,8 +91,17 @@ class Sink(StoreState):
         self._experiments: dict[str, str] = {}
         self._run_experiments: OrderedDict[str, str] = OrderedDict()
         self._missing: set[str] = set()  # keys whose start could not be written (their records are skipped)
-        self._traces = TraceBook()
         self.rest = False  # written through mltrack's REST client (no MLflow in this process for this store)
+        self.tracing = TraceWriter(uri, self._call, self._experiment_of)
+
+    def remember(self, key: str, run_id: str) -> None:
+        self._run_ids[key] = run_id
+        self._run_ids.move_to_end(key)
+        if len(self._run_ids) > _MAX_REMEMBERED_RUNS:
+            self._run_ids.popitem(last=False)
+
+    def known(self, key: str) -> str | None:
+        return self._run_ids.get(key)
 
     # the MLflow calls -----------------------------------------------------------------------------------
     def client(self) -> Any:
@@ -134,7 +113,7 @@ class Sink(StoreState):
                     from mltrack.writer.rest_client import RestClient
 
                     self._client = RestClient(self.uri)
-                    self.rest = True
+                    self.rest = self.tracing.rest = True
                 else:
                     from mlflow import MlflowClient
 
@@ -177,14 +156,12 @@ class Sink(StoreState):
             except Exception as exc:  # noqa: BLE001
                 error = exc
                 continue
-            self.last_progress = time.monotonic()
             return result
         raise Skip(what, error)
 
     # writing a batch ------------------------------------------------------------------------------------
-    def write(self, batch: list[dict[str, Any]], replay: bool, meanwhile: Any = None) -> dict[str, str]:
+    def write(self, batch: list[dict[str, Any]], replay: bool) -> dict[str, str]:
         """Write records in order. ``replay``: they may have been (partly) written before, so look runs up.
-        (``meanwhile`` is for :class:`RemoteSink`: here the writing thread is this one, so there is no meanwhile.)
 
         Returns the run ids of the starts in the batch (for the journal). Raises :class:`Outage`."""
         client = self.client()
@@ -208,7 +185,7 @@ class Sink(StoreState):
             try:
                 if kind == START:
                     if not replay:
-                        self._traces.started(record)
+                        self.tracing.started(record)
                     run_id = self._start(client, record, replay)
                     if run_id is not None:
                         ids[record["k"]] = run_id
@@ -252,10 +229,10 @@ class Sink(StoreState):
                         except Skip as skip:  # the run still ends
                             self._on_skip(skip)
                         self._end(client, record, replay, logged=True)
-                        self._end_trace(client, record, buf.run_id)
+                        self.tracing.end(client, record, buf.run_id)
                     else:
                         self._end(client, record, replay)
-                        self._end_trace(client, record, self.known(record["k"]))
+                        self.tracing.end(client, record, self.known(record["k"]))
             except Outage:
                 raise
             except Skip as skip:
@@ -399,60 +376,11 @@ class Sink(StoreState):
             text = _safe_text("\n".join(dump_line(call) for call in buf.calls) + "\n")
             self._call("logging the calls artifact", client.log_text, run_id, text, f"llm/calls-{first:06d}.jsonl")
         if buf.traced:
-            self._write_spans(client, buf.key, run_id, buf.traced)
-        if buf.retrievals and self._traces_here():
-            for record in buf.retrievals:
-                self._call("writing a retrieval span", self._traces.retrieval, client, buf.key, run_id,
-                           self._experiment_of(client, run_id), record)
-            self.spans_written = True
+            self.tracing.calls(client, buf.key, run_id, buf.traced)
+        if buf.retrievals:
+            self.tracing.retrievals(client, buf.key, run_id, buf.retrievals)
         if buf.feedback:
-            self._write_feedback(client, buf.key, run_id, buf.feedback)
-
-    def _write_feedback(self, client: Any, key: str, run_id: str, feedback: list[dict[str, Any]]) -> None:
-        """Judge scores as MLflow feedback assessments on the run's trace (written before them, at the run's end)."""
-        trace_id = self._traces.trace_id(key)
-        if trace_id is None and self.rest:  # written by an earlier writer: the run's trace (@track / context runs)
-            trace_id = self._call("finding the run's trace", client.trace_of_run, self._experiment_of(client, run_id),
-                                  run_id)
-        elif trace_id is None:
-            found = self._call("finding the run's trace", client.search_traces,
-                               locations=[self._experiment_of(client, run_id)], run_id=run_id, max_results=1)
-            trace_id = found[0].info.trace_id if found else None
-        if trace_id is None:
-            return  # no trace (traces off, or no traced call): the scores are in the run's metrics only
-        if self.rest:  # the trace was written synchronously (OTLP)
-            for item in feedback:
-                self._call("logging a judge's feedback", client.log_feedback, trace_id, str(item["n"]), item["v"],
-                           rationale=item.get("ra") or None, source_id=str(item.get("src")))
-            return
-        flush_exports(10.0)  # MLflow may still be exporting the trace in the background
-        from mlflow.entities import AssessmentSource, Feedback
-        from mlflow.tracing.client import TracingClient
-
-        tracing = TracingClient(self.uri)
-        for item in feedback:
-            assessment = Feedback(name=str(item["n"]), value=item["v"], rationale=item.get("ra") or None,
-                                  source=AssessmentSource(source_type="LLM_JUDGE", source_id=str(item.get("src"))))
-            self._call("logging a judge's feedback", tracing.log_assessment, trace_id, assessment)
-
-    def flush_traces(self, timeout: float | None) -> bool:
-        """Wait for MLflow's background export of the spans written (see :func:`flush_exports`)."""
-        return True if self.rest else flush_exports(timeout)
-
-    def _traces_here(self) -> bool:
-        """MLflow exports traces to its own tracking URI: write them only when that is this store. (The REST
-        client writes a trace to its own server.)"""
-        if self.rest:
-            return True
-        import mlflow
-
-        if mlflow.get_tracking_uri() == self.uri:
-            point_exporter_at(self.uri)
-            return True
-        warn_once(f"traces-elsewhere:{self.uri}", f"mltrack: no trace spans are written for {self.uri}: MLflow's "
-                  f"tracking URI is {mlflow.get_tracking_uri()}. Set MLFLOW_TRACKING_URI (or mlflow.set_tracking_uri)"
-                  " to the same store to get them; metrics and artifacts are written as usual.")
-        return False
+            self.tracing.feedback(client, buf.key, run_id, buf.feedback)
 
     def _experiment_of(self, client: Any, run_id: str) -> str:
         experiment_id = self._run_experiments.get(run_id)
@@ -460,22 +388,6 @@ class Sink(StoreState):
             experiment_id = self._call("reading the run", client.get_run, run_id).info.experiment_id
             self._run_experiments[run_id] = experiment_id
         return experiment_id
-
-    def _write_spans(self, client: Any, key: str, run_id: str, calls: list[dict[str, Any]]) -> None:
-        """One MLflow trace span (type LLM) per call: children of the run's root span for ``@track`` / context
-        runs (written when the run ends), a trace of its own otherwise. Not written again on a replay."""
-        if self._traces_here():
-            self._call("writing trace spans", self._traces.calls, client, key, run_id,
-                       self._experiment_of(client, run_id), calls)
-            self.spans_written = True
-
-    def _end_trace(self, client: Any, record: dict[str, Any], run_id: str | None) -> None:
-        if run_id is None or not self._traces.waiting(record["k"]):
-            return
-        if self._traces_here():
-            self._call("writing the run's trace", self._traces.ended, client, record["k"], run_id,
-                       self._experiment_of(client, run_id), int(record["et"]), record.get("s") == "FAILED")
-            self.spans_written = True
 
     def _end(self, client: Any, record: dict[str, Any], replay: bool, logged: bool = False) -> None:
         run_id = self._resolve(record, replay)
@@ -502,4 +414,4 @@ def _safe_text(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-__all__ = ["Outage", "Sink", "Skip", "StoreState", "is_permanent"]
+__all__ = ["Outage", "Sink", "Skip", "is_permanent"]
