@@ -304,3 +304,28 @@ def test_at_exit_judgments_not_started_are_dropped_with_a_count_and_exit_is_not_
     runs = store.runs()
     assert sorted(r.info.run_name for r in runs) == ["run-0", "run-1", "run-2"]
     assert all(r.info.status == "FINISHED" and not any(k.startswith("judge.") for k in r.data.metrics) for r in runs)
+
+
+@pytest.mark.server
+def test_on_a_tracking_server_scores_and_retrieval_spans_go_through_the_rest_client(server_store, fake_llm, judge_llm,
+                                                                                    openai_client, instrumented):
+    """The same turn against a real mlflow server: the trace (root, RETRIEVER, LLM spans) goes as OTLP and the
+    judges' feedback through MLflow's v3 assessments API, read back with MLflow's own client."""
+    _judges(judge_llm, metrics=["faithfulness", "retrieval_relevancy"])
+    fake_llm.queue(ScriptedReply(text="Paris.", usage={"prompt_tokens": 20, "completion_tokens": 2,
+                                                       "total_tokens": 22}))
+    judge_llm.queue(_answer(5, "Supported.", 800, 40), _answer(3, "Partly relevant.", 700, 30))
+    assert _turn(openai_client)("What is the capital of France?") == "Paris."
+    assert mltrack.flush(timeout=60)
+
+    run = server_store.run_named("turn")
+    metrics = run.data.metrics
+    assert metrics["judge.faithfulness"] == 5.0 and metrics["judge.retrieval_relevancy"] == 3.0
+    assert metrics["judge.cost"] == float(_mini(800, 40) + _mini(700, 30))
+    (trace,) = server_store.client.search_traces(locations=[server_store.experiment_id], run_id=run.info.run_id)
+    trace = server_store.client.get_trace(trace.info.trace_id)
+    assert sorted(s.span_type for s in trace.data.spans) == ["CHAIN", "LLM", "RETRIEVER"]
+    got = sorted((a.name, a.value, a.rationale, a.source.source_type, a.source.source_id)
+                 for a in trace.info.assessments)
+    assert got == [("faithfulness", 5.0, "Supported.", "LLM_JUDGE", "gpt-4o-mini"),
+                   ("retrieval_relevancy", 3.0, "Partly relevant.", "LLM_JUDGE", "gpt-4o-mini")]
