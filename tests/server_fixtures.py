@@ -12,12 +12,13 @@ They skip only when PostgreSQL is not installed (with ``CI`` set they fail inste
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
 
 import pytest
+
+from _readback import Store
 
 from mltrack.testing._mlflow_server import MlflowServer
 from mltrack.testing._postgres import PostgresNotFound, PostgresServer, find_postgres
@@ -69,15 +70,12 @@ def mlflow_server(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFac
         server.stop()
 
 
-class ServerStore:
+class ServerStore(Store):
     """Read-back helpers over the test's experiment on the server (always through a real MlflowClient)."""
 
     def __init__(self, uri: str, experiment: str) -> None:
-        from mlflow import MlflowClient
-
-        self.uri = uri
+        super().__init__(uri)
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=uri)
 
     @property
     def experiment_id(self) -> str:
@@ -85,26 +83,9 @@ class ServerStore:
         assert found is not None, f"experiment {self.experiment!r} was never created"
         return found.experiment_id
 
-    def runs(self) -> list:
-        return self.client.search_runs([self.experiment_id], order_by=["attributes.start_time ASC"],
-                                       max_results=1000)
-
-    def run_named(self, name: str):
-        found = [r for r in self.runs() if r.info.run_name == name]
-        assert len(found) == 1, f"expected one run named {name!r}, found {len(found)}"
-        return found[0]
-
-    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
-
-    def artifact_lines(self, run_id: str) -> list[dict]:
-        """Every line of the run's ``llm/`` artifacts, downloaded through the server's artifact proxy."""
-        lines = []
-        for item in self.client.list_artifacts(run_id, "llm"):
-            path = self.client.download_artifacts(run_id, item.path)
-            with open(path, encoding="utf-8") as fh:
-                lines += [json.loads(line) for line in fh if line.strip()]
-        return sorted(lines, key=lambda line: line["step"])
+    @property
+    def experiment_ids(self) -> tuple[str, ...]:
+        return (self.experiment_id,)
 
 
 @pytest.fixture
