@@ -105,6 +105,29 @@ def test_leftovers_past_the_retention_period_are_dropped_with_one_warning(store,
     assert len(dropped) == 1 and "5 records" in str(dropped[0].message), [str(w.message) for w in caught]
 
 
+def test_a_line_cut_short_by_a_dying_process_is_reported_and_the_rest_written(store, _template_store, tmp_path,
+                                                                              lenient):
+    """A process killed in the middle of a journal write leaves a torn last line: the whole lines before it are
+    written, the torn one is counted as dropped with one warning, and the segment goes (no writer waits on it)."""
+    jdir = tmp_path / "journal"
+    other = _fresh_db(_template_store, tmp_path / "other-store")
+    segment = _leftover(jdir, other.uri, "torn", 6)
+    whole = segment.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    segment.write_bytes(b"".join(lines[:-2]) + lines[-2][:40])  # the 6th call cut short; the run's end never came
+    _use_journal(jdir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mltrack.LLMTracker(model="gpt-4o-mini").log_prompt_response("p", "r", token_usage=USAGE)
+        assert mltrack.flush(timeout=60) is True
+        assert wait_until(lambda: not segment.exists())
+        mltrack.flush(timeout=10)
+    run = other.run_named("torn")
+    assert [s for s, _ in other.history(run.info.run_id, "llm.calls")] == list(range(5))
+    cut = [str(w.message) for w in caught if "cut short" in str(w.message)]
+    assert len(cut) == 1 and "dropped 1 records" in cut[0], [str(w.message) for w in caught]
+
+
 def test_journal_files_and_folders_are_readable_by_their_owner_only(store, tmp_path):
     folder = _use_journal(tmp_path / "journal")
     with mltrack.track_llm_context("private", model="gpt-4o-mini") as tracker:

@@ -93,6 +93,29 @@ def test_pool_workers_with_and_without_an_inherited_run_land_every_call_once(sto
     assert len(set(pids)) <= 4
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_left_by_its_with_block_terminates_workers_and_loses_no_call(store, method):
+    """``with Pool() as pool: pool.map(...)`` ends with ``terminate()``: SIGTERM to workers that may be in their exit
+    (a finalizer putting records on disk) right then. Every call still lands, once, and no worker hangs."""
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    from conftest import wait_until
+
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(4) as pool:
+        pool.starmap(_own_run, [(f"{method}-task-{i}", 50) for i in range(8)], chunksize=1)
+
+    def landed() -> bool:
+        runs = [r for r in store.runs() if r.info.run_name.startswith(f"{method}-task-")]
+        return len(runs) == 8 and all(r.data.metrics.get("llm.calls") == 50 and r.info.status == "FINISHED"
+                                      for r in runs)
+
+    assert wait_until(landed, timeout=90), [(r.info.run_name, r.data.metrics.get("llm.calls"), r.info.status)
+                                            for r in store.runs()]
+    for i in range(8):
+        assert _steps(store, store.run_named(f"{method}-task-{i}")) == list(range(50))
+
+
 def test_one_process_switching_between_two_stores_writes_each_run_to_its_own(store, _template_store, tmp_path,
                                                                              monkeypatch):
     import shutil

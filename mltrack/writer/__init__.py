@@ -32,6 +32,8 @@ _exit_registered = False
 _signal_state = "unset"  # "unset" | "installed" | "declined"
 _previous_sigterm: Any = None
 _in_sigterm = False
+_closing_at_exit = False  # _at_exit's close is under way
+_sigterm_during_exit = False  # a SIGTERM came meanwhile: re-raised once it is done
 
 
 def get_writer() -> Producer:
@@ -126,9 +128,16 @@ def _register_exit() -> None:
 
 
 def _at_exit() -> None:
+    global _closing_at_exit
     producer = _producer
     if producer is not None:
-        producer.close(EXIT_TIMEOUT_S, end_status="FINISHED")
+        _closing_at_exit = True
+        try:
+            producer.close(EXIT_TIMEOUT_S, end_status="FINISHED")
+        finally:
+            _closing_at_exit = False
+    if _sigterm_during_exit:  # deferred by _on_sigterm until everything was on disk: die as the signal asked
+        _die_by_sigterm()
 
 
 def _install_sigterm() -> None:
@@ -148,30 +157,46 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> Any:
-    """Put what waits on disk and wait briefly for it, then do what would have happened without mltrack."""
-    global _in_sigterm
-    import signal
+    """Put what waits on disk and wait briefly for it, then do what would have happened without mltrack.
 
+    A signal handler runs in the main thread, between two bytecodes of whatever it was doing, which may hold a
+    lock the writer's code needs: so it takes no lock itself. During the exit's own wait (atexit, or a
+    multiprocessing worker's finalizer, which ``Pool.terminate()`` then signals) it only shortens that wait and
+    lets it finish; otherwise the closing runs in a thread of its own, waited for at most ``SIGTERM_TIMEOUT_S``."""
+    global _in_sigterm, _sigterm_during_exit
     previous = _previous_sigterm
-    if not _in_sigterm:
+    producer = _producer
+    if _closing_at_exit and producer is not None and not callable(previous):
+        producer.hurry(SIGTERM_TIMEOUT_S)
+        _sigterm_during_exit = True
+        return None
+    if not _in_sigterm and producer is not None:
         _in_sigterm = True
         try:
-            producer = _producer
-            if producer is not None:
-                # Dying by the default action: end the runs we opened as KILLED. An application handler decides
-                # itself whether the process ends (if it exits normally, atexit ends open runs as FINISHED).
-                producer.close(SIGTERM_TIMEOUT_S, end_status=None if callable(previous) else "KILLED")
-                if callable(previous):
-                    producer.closed = False  # the application goes on: so does tracking
+            # Dying by the default action: end the runs we opened as KILLED. An application handler decides
+            # itself whether the process ends (if it exits normally, atexit ends open runs as FINISHED).
+            closing = threading.Thread(target=producer.close, args=(SIGTERM_TIMEOUT_S,),
+                                       kwargs={"end_status": None if callable(previous) else "KILLED"},
+                                       name="mltrack-sigterm", daemon=True)
+            closing.start()
+            closing.join(SIGTERM_TIMEOUT_S + 1.0)
+            if callable(previous):
+                producer.closed = False  # the application goes on: so does tracking
         except BaseException:  # noqa: BLE001 - nothing may stop the signal's normal course
             pass
         finally:
             _in_sigterm = False
     if callable(previous):
         return previous(signum, frame)
+    _die_by_sigterm()
+    return None
+
+
+def _die_by_sigterm() -> None:
+    import signal
+
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
-    return None
 
 
 def _before_fork() -> None:

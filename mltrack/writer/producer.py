@@ -57,6 +57,7 @@ class Producer:
         self.written_to_journal = 0
         self.dropped = 0
         self.closed = False
+        self._hurry_until: float | None = None  # a SIGTERM during the exit: the exit's wait ends by then
 
     # the caller's side ------------------------------------------------------------------------------------
     def submit(self, op: Any) -> None:
@@ -120,6 +121,10 @@ class Producer:
             return False
         finally:
             self._keeper.stop()
+
+    def hurry(self, within: float) -> None:
+        """A close under way must end within ``within`` seconds (set from a signal handler: no locks here)."""
+        self._hurry_until = time.monotonic() + within
 
     def pending(self) -> int:
         """Records this process handed over that are not written to MLflow yet."""
@@ -270,7 +275,7 @@ class Producer:
             if not remaining:
                 return True
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if (deadline is not None and now >= deadline) or (self._hurry_until is not None and now >= self._hurry_until):
                 return False
             if all(self._down_since(stores.get(uris.get(path, ""), {}), started)
                    or stores_mod.local_problem(uris.get(path, "")) for path in remaining):
@@ -297,9 +302,9 @@ class Producer:
         stores = self.folder.read_status().get("stores", {})
         for uri, report in stores.items():
             if report.get("dropped"):
+                why = "; ".join(report.get("dropped_why") or ()) or "see status.json"
                 warn_once(f"dropped:{uri}", f"mltrack: dropped {report['dropped']} records for {uri} from the journal "
-                          f"in {self.folder.root}: older than the retention period (journal_retention_days); their "
-                          "store never answered.")
+                          f"in {self.folder.root}: {why}.")
             if uri not in self._segments:
                 continue
             if report.get("down"):

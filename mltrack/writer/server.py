@@ -46,13 +46,14 @@ class _Store:
         self.last_try = 0.0
         self.skipped: deque[str] = deque(maxlen=20)  # the latest reasons (status.json; each warned once)
         self.dropped = 0
+        self.dropped_why: set[str] = set()
         self.written = 0
         self.tried = 0.0  # wall time of the last attempt to write
 
     def report(self) -> dict[str, Any]:
         client = None if self.sink is None or self.sink._client is None else ("rest" if self.sink.rest else "mlflow")
         return {"down": bool(self.down_since), "since": self.down_since, "error": self.error, "tried": self.tried,
-                "skipped": list(self.skipped), "dropped": self.dropped, "written": self.written, "client": client}
+                "skipped": list(self.skipped), "dropped": self.dropped, "dropped_why": sorted(self.dropped_why), "written": self.written, "client": client}
 
 
 class Server:
@@ -188,12 +189,17 @@ class Server:
             pending = True
             unfinished.add(owner)
             if not is_live and now - stat.st_mtime > self.retention_s:
-                self._drop(store, segment, "older than the retention period")
+                self._drop(store, segment,
+                           "older than the retention period (journal_retention_days); their store never answered")
                 continue
             if store.down_since and time.monotonic() < store.next_try:
                 continue
             lines, end = journal.read_lines(segment, offset, READ_BYTES if is_live else LEFTOVER_BYTES)
             if not lines:
+                if not is_live and stat.st_size - offset < LEFTOVER_BYTES:  # a last line cut short by its dying writer
+                    store.dropped += 1
+                    store.dropped_why.add("a line cut short when the process writing it died")
+                    self._delete(segment)
                 continue
             if not self._write(store, segment, lines, offset, end, replay=self._replay[segment]):
                 break  # the store is down: nothing more for it this round
@@ -285,7 +291,7 @@ class Server:
         offset = self._offset(segment)
         lines, _ = journal.read_lines(segment, offset, None)
         store.dropped += sum(1 for line in lines if line.strip() and line.strip() != journal.CLOSED.strip().encode())
-        store.skipped.append(f"dropped {segment.name}: {why}")
+        store.dropped_why.add(why)
         self._delete(segment)
 
     def _delete(self, segment: Path) -> None:
