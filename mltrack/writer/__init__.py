@@ -133,7 +133,11 @@ def _at_exit() -> None:
     if producer is not None:
         _closing_at_exit = True
         try:
-            producer.close(EXIT_TIMEOUT_S, end_status="FINISHED")
+            # A multiprocessing worker's exit belongs to its pool (close/join/terminate wait for it): once its
+            # records are on disk, the shared writer writes them; a script's main process waits to see them written.
+            mp = sys.modules.get("multiprocessing")
+            worker = mp is not None and mp.parent_process() is not None
+            producer.close(EXIT_TIMEOUT_S, end_status="FINISHED", wait_written=not worker)
         finally:
             _closing_at_exit = False
     if _sigterm_during_exit:  # deferred by _on_sigterm until everything was on disk: die as the signal asked
@@ -175,8 +179,10 @@ def _on_sigterm(signum: int, frame: Any) -> Any:
         try:
             # Dying by the default action: end the runs we opened as KILLED. An application handler decides
             # itself whether the process ends (if it exits normally, atexit ends open runs as FINISHED).
+            # Once on disk, what a writer process serves is written after this process is gone: do not wait.
             closing = threading.Thread(target=producer.close, args=(SIGTERM_TIMEOUT_S,),
-                                       kwargs={"end_status": None if callable(previous) else "KILLED"},
+                                       kwargs={"end_status": None if callable(previous) else "KILLED",
+                                               "wait_written": False},
                                        name="mltrack-sigterm", daemon=True)
             closing.start()
             closing.join(SIGTERM_TIMEOUT_S + 1.0)

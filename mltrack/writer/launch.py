@@ -35,6 +35,14 @@ class ServerKeeper:
     def kind(self) -> str:
         return "thread" if self._in_process is not None else "process"
 
+    def served_by_another_process(self) -> bool:
+        """Does a writer outside this process hold the journal folder (so it writes what this process leaves)?"""
+        folder = self.folder
+        try:
+            return folder is not None and self._in_process is None and journal.is_held(folder.server_lock)
+        except OSError:
+            return False
+
     def stop(self) -> None:
         self._stop.set()
 

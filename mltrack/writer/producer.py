@@ -98,9 +98,10 @@ class Producer:
         self._raise_strict()
         return self._wait_acked(targets, deadline, started=time.time())
 
-    def close(self, timeout: float, end_status: str | None = "FINISHED") -> bool:
+    def close(self, timeout: float, end_status: str | None = "FINISHED", wait_written: bool = True) -> bool:
         """At exit: end the runs left open, put everything on disk, and wait (while the server makes progress,
-        at most ``timeout``) for it to be written. What is not written stays in the journal for later."""
+        at most ``timeout``) for it to be written. What is not written stays in the journal for later.
+        ``wait_written=False``: once on disk, leave it to the writer process if one serves the folder."""
         if self.closed or self._thread is None:
             return True
         self.closed = True
@@ -116,6 +117,8 @@ class Producer:
             targets = self._journal_all(deadline)
             if targets is None:
                 return False
+            if not wait_written and self._keeper.served_by_another_process():
+                return True
             return self._wait_acked(targets, deadline, started=time.time(), stall_s=NO_PROGRESS_AT_EXIT_S)
         except Exception:  # noqa: BLE001 - nothing may stop the exit path
             return False
