@@ -32,6 +32,12 @@ if TRACKED:
     mltrack.instrument("openai")
 
 def task(n):
+    try:
+        return _task(n)
+    except BaseException as exc:  # an SDK exception may not unpickle in the parent: Pool.map would then hang
+        return f"{type(exc).__name__}: {exc}"
+
+def _task(n):
     client = C.openai_client(os.environ["BENCH_BASE_URL"])
     def calls():
         for _ in range(n):
@@ -46,7 +52,9 @@ if __name__ == "__main__":
     n = int(os.environ["BENCH_CALLS"])
     for method in ("fork", "spawn"):
         with multiprocessing.get_context(method).Pool(4) as pool:
-            pool.map(task, [n] * 4, chunksize=1)
+            errors = [r for r in pool.map(task, [n] * 4, chunksize=1) if isinstance(r, str)]
+            if errors:
+                sys.exit(f"{method} workers failed: {errors}")
 """
 
 FLUSH = r"""
@@ -68,12 +76,12 @@ print(json.dumps(C.summary_us(samples)))
 """
 
 
-def _run(script: str, env: dict[str, str], cwd: Path) -> float:
+def _run(script: str, env: dict[str, str], cwd: Path, timeout: float) -> float:
     path = cwd / "pool_script.py"  # a file, not ``python -c``: "spawn" workers import the main module by its path
     path.write_text(script)
     started = time.perf_counter()
     result = subprocess.run([sys.executable, str(path)], env=env, cwd=cwd, capture_output=True, text=True,
-                            timeout=1800)
+                            timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return time.perf_counter() - started
@@ -83,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=50, help="flush() measurements")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per script before it counts as hung")
     args = parser.parse_args(argv)
     fake = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_fake_server.py"))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -92,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, BENCH_DIR=str(Path(__file__).parent), BENCH_BASE_URL=base_url,
                    BENCH_CALLS=str(args.calls), MLTRACK_JOURNAL_DIR=str(tmp / "journal"))
         env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's default: ./mlflow.db in the script's folder
-        untracked = _run(SCRIPT, dict(env, BENCH_TRACKED="0"), tmp)
-        tracked = _run(SCRIPT, dict(env, BENCH_TRACKED="1"), tmp)
+        untracked = _run(SCRIPT, dict(env, BENCH_TRACKED="0"), tmp, args.timeout)
+        print(f"untracked script: {untracked:.2f} s", flush=True)
+        tracked = _run(SCRIPT, dict(env, BENCH_TRACKED="1"), tmp, args.timeout)
+        print(f"tracked script: {tracked:.2f} s", flush=True)
         calls = C.count_rows(tmp / "mlflow.db", "metrics WHERE key = 'llm.calls'") if (tmp / "mlflow.db").exists() else 0
         waited = time.perf_counter()
         later = calls  # what dead workers left on disk is written by the shared writer in the background
