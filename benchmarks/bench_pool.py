@@ -7,6 +7,8 @@ SDK against mltrack's fake server; the tracked one has ``mltrack.instrument("ope
 its ratio against the untracked script (target <= 1.5x), and every call counted in the store afterwards.
 
     python benchmarks/bench_pool.py [--calls 50] [--store sqlite|server]
+
+``--store server`` starts a local ``mlflow server`` (SQLite backend) and counts the calls in its database.
 """
 
 from __future__ import annotations
@@ -92,35 +94,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=50, help="flush() measurements")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per script before it counts as hung")
+    parser.add_argument("--store", choices=("sqlite", "server"), default="sqlite")
     args = parser.parse_args(argv)
     fake = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_fake_server.py"))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     base_url = fake.stdout.readline().strip()
     tmp = Path(tempfile.mkdtemp(prefix="mltrack-bench-pool-"))
+    server = None
     try:
         env = dict(os.environ, BENCH_DIR=str(Path(__file__).parent), BENCH_BASE_URL=base_url,
                    BENCH_CALLS=str(args.calls), MLTRACK_JOURNAL_DIR=str(tmp / "journal"))
         env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's default: ./mlflow.db in the script's folder
+        db = tmp / "mlflow.db"
+        if args.store == "server":
+            from bench_modes import _start_mlflow_server
+
+            server, uri = _start_mlflow_server(tmp / "server")
+            env["MLFLOW_TRACKING_URI"] = uri
+            db = tmp / "server" / "server.db"
         untracked = _run(SCRIPT, dict(env, BENCH_TRACKED="0"), tmp, args.timeout)
         print(f"untracked script: {untracked:.2f} s", flush=True)
         tracked = _run(SCRIPT, dict(env, BENCH_TRACKED="1"), tmp, args.timeout)
         print(f"tracked script: {tracked:.2f} s", flush=True)
-        calls = C.count_rows(tmp / "mlflow.db", "metrics WHERE key = 'llm.calls'") if (tmp / "mlflow.db").exists() else 0
+        calls = C.count_rows(db, "metrics WHERE key = 'llm.calls'") if db.exists() else 0
         waited = time.perf_counter()
         later = calls  # what dead workers left on disk is written by the shared writer in the background
         while later < 8 * args.calls and time.perf_counter() - waited < 30:
             time.sleep(0.2)
-            later = C.count_rows(tmp / "mlflow.db", "metrics WHERE key = 'llm.calls'")
+            later = C.count_rows(db, "metrics WHERE key = 'llm.calls'")
         settled = time.perf_counter() - waited
         expected = 8 * args.calls
         ratio = tracked / untracked
-        print(f"worker pools, 4 fork + 4 spawn workers x {args.calls} calls (SQLite default store)")
+        print(f"worker pools, 4 fork + 4 spawn workers x {args.calls} calls ({'SQLite default store' if args.store == 'sqlite' else 'local mlflow server'})")
         print(f"  untracked {untracked:6.2f} s   tracked {tracked:6.2f} s   ratio {ratio:.2f}x (target <= 1.5x) "
               f"{C.verdict(ratio <= 1.5)}")
         print(f"  calls in the store when the script ended: {calls} of {expected}; {later} of {expected} "
               f"{settled:.1f} s later {C.verdict(later == expected)}")
 
-        flush_env = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'flush.db'}", BENCH_ROUNDS=str(args.rounds))
+        flush_env = dict(env, BENCH_ROUNDS=str(args.rounds))
+        if args.store == "sqlite":
+            flush_env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'flush.db'}"
         result = subprocess.run([sys.executable, "-c", FLUSH], env=flush_env, cwd=tmp, capture_output=True,
                                 text=True, timeout=1800)
         if result.returncode != 0:
@@ -128,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         s = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"flush() with one run (start, 3 calls, end) pending, SQLite, {args.rounds} rounds: p50 "
+        print(f"flush() with one run (start, 3 calls, end) pending, {args.store}, {args.rounds} rounds: p50 "
               f"{C.fmt_us(s['p50'])}, p90 {C.fmt_us(s['p90'])} (target p50 <= 100 ms) {C.verdict(s['p50'] <= 100_000)}")
     finally:
         fake.stdin.close()
         fake.wait(10)
+        if server is not None:
+            server.terminate()
+            server.wait(30)
     return 0
 
 
