@@ -32,6 +32,12 @@ if TRACKED:
     mltrack.instrument("openai")
 
 def task(n):
+    try:
+        return _task(n)
+    except BaseException as exc:  # an SDK exception may not unpickle in the parent: Pool.map would then hang
+        return f"{type(exc).__name__}: {exc}"
+
+def _task(n):
     client = C.openai_client(os.environ["BENCH_BASE_URL"])
     def calls():
         for _ in range(n):
@@ -46,7 +52,9 @@ if __name__ == "__main__":
     n = int(os.environ["BENCH_CALLS"])
     for method in ("fork", "spawn"):
         with multiprocessing.get_context(method).Pool(4) as pool:
-            pool.map(task, [n] * 4, chunksize=1)
+            errors = [r for r in pool.map(task, [n] * 4, chunksize=1) if isinstance(r, str)]
+            if errors:
+                sys.exit(f"{method} workers failed: {errors}")
 """
 
 FLUSH = r"""
@@ -68,12 +76,12 @@ print(json.dumps(C.summary_us(samples)))
 """
 
 
-def _run(script: str, env: dict[str, str], cwd: Path) -> float:
+def _run(script: str, env: dict[str, str], cwd: Path, timeout: float = 300.0) -> float:
     path = cwd / "pool_script.py"  # a file, not ``python -c``: "spawn" workers import the main module by its path
     path.write_text(script)
     started = time.perf_counter()
     result = subprocess.run([sys.executable, str(path)], env=env, cwd=cwd, capture_output=True, text=True,
-                            timeout=1800)
+                            timeout=timeout)  # a script that hangs fails the benchmark instead of holding it
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return time.perf_counter() - started
