@@ -79,3 +79,22 @@ def test_correlation_on_the_server_equals_mlflows(built):
         assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == counts, first
     r = mltrack.calculate_trace_filter_correlation("tags.retries > 0", "trace.status = 'ERROR'")
     assert (r.joint_count, r.total_count, r.npmi) == (2, 6, 1.0)
+
+
+def test_the_servers_database_read_directly_gives_the_same_answers(built, postgres, monkeypatch):
+    """docs/insights.md: pointing mltrack at the server's PostgreSQL database takes the bulk SQL path."""
+    from mltrack import config
+    from mltrack.insights import _load
+    from mltrack.insights._api import client_and_experiments
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres.url("mlflow"))
+    config.reset()
+    client, _ = client_and_experiments(None, None)
+    assert _load.sql_store(client) is not None
+    for filter_string in ("count(span.type = 'LLM') > 3", "trace.total_cost = 0.006", "feedback.rating < 3",
+                          "trace.status = 'OK' AND NOT tags.env = 'prod'"):
+        found = mltrack.search_traces(filter_string)
+        assert {t.info.tags["mlflow.traceName"] for t in found} == EXPECTED[filter_string], filter_string
+    r = mltrack.calculate_trace_filter_correlation("count(span.type = 'LLM') > 2", "trace.status = 'ERROR'")
+    assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (2, 2, 1, 6)
+    config.reset()
