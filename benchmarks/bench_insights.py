@@ -14,6 +14,8 @@ fixtures; PostgreSQL must be installed, as .ci/run does), fills the server's bac
 ``populate()`` (SQLAlchemy on the postgresql:// URL) and measures through the server's http:// URI: there
 mltrack can only read through MLflow's REST API (``MlflowClient.search_traces``; spans come from MLflow's
 batchGet endpoint, 10 traces per call), so filters that read spans cost what reading every span costs.
+``--store postgres`` measures the same server's database read directly (``postgresql+psycopg2://``: MLflow's
+SQL store, read with mltrack's bulk queries); ``--store both`` runs all three.
 """
 
 from __future__ import annotations
@@ -226,7 +228,8 @@ def _count_only(filter_string: str) -> int:
 
 
 def server_store(n_traces: int):
-    """Start PostgreSQL and ``mlflow server`` on it, fill it; returns (tracking URI, a function that stops both)."""
+    """Start PostgreSQL and ``mlflow server`` on it, fill it; returns (http URI, database URL, a function that stops
+    both)."""
     from mltrack.testing._mlflow_server import MlflowServer
     from mltrack.testing._postgres import PostgresServer
 
@@ -250,7 +253,7 @@ def server_store(n_traces: int):
         server.stop()
         postgres.close()
 
-    return server.uri, close
+    return server.uri, url, close
 
 
 def main() -> int:
@@ -258,8 +261,9 @@ def main() -> int:
     parser.add_argument("--traces", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rebuild", action="store_true", help="build the cached store again")
-    parser.add_argument("--store", choices=("sqlite", "server", "both"), default="sqlite",
-                        help="MLflow's SQLite store, a PostgreSQL-backed mlflow server over http://, or both")
+    parser.add_argument("--store", choices=("sqlite", "server", "postgres", "both"), default="sqlite",
+                        help="MLflow's SQLite store; a PostgreSQL-backed mlflow server over http://; that server's "
+                             "database read directly (postgresql://); or all three")
     parser.add_argument("--tracking-uri", help="an already filled store to measure instead")
     args = parser.parse_args()
     ok = True
@@ -268,11 +272,15 @@ def main() -> int:
     if not args.tracking_uri and args.store in ("sqlite", "both"):
         print("== SQLite store ==")
         ok &= measure(build_store(args.traces, args.rebuild), args.repeat)
-    if not args.tracking_uri and args.store in ("server", "both"):
-        print("\n== PostgreSQL-backed mlflow server (http://) ==")
-        uri, close = server_store(args.traces)
+    if not args.tracking_uri and args.store in ("server", "postgres", "both"):
+        uri, db_url, close = server_store(args.traces)
         try:
-            ok &= measure(uri, args.repeat)
+            if args.store in ("postgres", "both"):
+                print("\n== the mlflow server's PostgreSQL database, read directly (postgresql://) ==")
+                ok &= measure(db_url, args.repeat)
+            if args.store in ("server", "both"):
+                print("\n== PostgreSQL-backed mlflow server (http://) ==")
+                ok &= measure(uri, args.repeat)
         finally:
             close()
     print(f"\nsummary: {'PASS' if ok else 'FAIL'} (every timing <= {TARGET_S:.0f} s, counts equal to MLflow's)")
