@@ -1,4 +1,4 @@
-"""Trace insights at scale: 10,000 traces of 5 spans each on MLflow's SQLite store.
+"""Trace insights at scale: 10,000 traces of 5 spans each on MLflow's SQLite store and on a PostgreSQL-backed server.
 
 Times mltrack's ``search_traces`` with a ``count()`` clause and ``calculate_trace_filter_correlation`` (target:
 each <= 5 s), and MLflow's own ``TracingClient.calculate_trace_filter_correlation`` on the same filters where
@@ -6,13 +6,16 @@ MLflow accepts them, in the same run, and prints the ratio. The store is built o
 MLflow's tables, in the layout MLflow's tracing writes: this takes seconds where 50,000 spans through the
 tracing API take many minutes) and cached in a temporary folder between runs (``--rebuild`` builds it anew).
 
-    python benchmarks/bench_insights.py [--traces 10000] [--repeat 3] [--rebuild] [--tracking-uri URI]
+    python benchmarks/bench_insights.py [--store sqlite|server|both] [--traces 10000] [--repeat 3] [--rebuild]
+                                        [--tracking-uri URI]
 
-TODO(production issue): the PostgreSQL-backed ``mlflow server`` scenario. Another helper is building a
-PostgreSQL server fixture under tests/; once it exists, fill that server's backend database with
-``populate(engine_url, ...)`` below (it uses SQLAlchemy, so a postgresql:// URL works) and run the same
-``measure()`` with ``--tracking-uri http://...`` (mltrack then reads through ``MlflowClient.search_traces``,
-its path for non-SQL stores). Until then ``--tracking-uri`` only accepts a store that is already filled.
+``--store server`` starts a throwaway PostgreSQL and a real ``mlflow server`` on it (mltrack.testing's
+fixtures; PostgreSQL must be installed, as .ci/run does), fills the server's backend database with the same
+``populate()`` (SQLAlchemy on the postgresql:// URL) and measures through the server's http:// URI: there
+mltrack can only read through MLflow's REST API (``MlflowClient.search_traces``; spans come from MLflow's
+batchGet endpoint, 10 traces per call), so filters that read spans cost what reading every span costs.
+``--store postgres`` measures the same server's database read directly (``postgresql+psycopg2://``: MLflow's
+SQL store, read with mltrack's bulk queries); ``--store both`` runs all three.
 """
 
 from __future__ import annotations
@@ -224,15 +227,62 @@ def _count_only(filter_string: str) -> int:
     return sum(matches)
 
 
+def server_store(n_traces: int):
+    """Start PostgreSQL and ``mlflow server`` on it, fill it; returns (http URI, database URL, a function that stops
+    both)."""
+    from mltrack.testing._mlflow_server import MlflowServer
+    from mltrack.testing._postgres import PostgresServer
+
+    folder = Path(tempfile.mkdtemp(prefix="mltrack-bench-insights-server-"))
+    postgres = PostgresServer().start()
+    server = None
+    try:
+        url = postgres.create_database("mlflow")
+        server = MlflowServer(url, folder / "artifacts", log_path=folder / "server.log").start()
+        started = time.perf_counter()
+        populate(url, 0, n_traces)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        postgres.close()
+        raise
+    print(f"store: mlflow server {server.uri} on PostgreSQL (port {postgres.port}), filled with {n_traces} "
+          f"traces x 5 spans in {time.perf_counter() - started:.1f} s")
+
+    def close() -> None:
+        server.stop()
+        postgres.close()
+
+    return server.uri, url, close
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--traces", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rebuild", action="store_true", help="build the cached store again")
-    parser.add_argument("--tracking-uri", help="an already filled store to measure instead (see the TODO above)")
+    parser.add_argument("--store", choices=("sqlite", "server", "postgres", "both"), default="sqlite",
+                        help="MLflow's SQLite store; a PostgreSQL-backed mlflow server over http://; that server's "
+                             "database read directly (postgresql://); or all three")
+    parser.add_argument("--tracking-uri", help="an already filled store to measure instead")
     args = parser.parse_args()
-    uri = args.tracking_uri or build_store(args.traces, args.rebuild)
-    ok = measure(uri, args.repeat)
+    ok = True
+    if args.tracking_uri:
+        ok = measure(args.tracking_uri, args.repeat)
+    if not args.tracking_uri and args.store in ("sqlite", "both"):
+        print("== SQLite store ==")
+        ok &= measure(build_store(args.traces, args.rebuild), args.repeat)
+    if not args.tracking_uri and args.store in ("server", "postgres", "both"):
+        uri, db_url, close = server_store(args.traces)
+        try:
+            if args.store in ("postgres", "both"):
+                print("\n== the mlflow server's PostgreSQL database, read directly (postgresql://) ==")
+                ok &= measure(db_url, args.repeat)
+            if args.store in ("server", "both"):
+                print("\n== PostgreSQL-backed mlflow server (http://) ==")
+                ok &= measure(uri, args.repeat)
+        finally:
+            close()
     print(f"\nsummary: {'PASS' if ok else 'FAIL'} (every timing <= {TARGET_S:.0f} s, counts equal to MLflow's)")
     return 0 if ok else 1
 
