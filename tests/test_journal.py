@@ -56,6 +56,18 @@ def _use_journal(path: Path) -> journal.Folder:
     return journal.Folder(path)
 
 
+def _warnings_until_written(jdir: Path, leftover: Path) -> list[str]:
+    """Track one call with ``jdir`` as the journal until the server is done with ``leftover``; the warnings seen."""
+    _use_journal(jdir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mltrack.LLMTracker(model="gpt-4o-mini").log_prompt_response("p", "r", token_usage=USAGE)
+        assert mltrack.flush(timeout=60) is True
+        assert wait_until(lambda: not leftover.exists())
+        mltrack.flush(timeout=10)
+    return [str(w.message) for w in caught]
+
+
 @pytest.fixture
 def lenient(monkeypatch):
     monkeypatch.delenv("MLTRACK_STRICT", raising=False)
@@ -94,15 +106,9 @@ def test_leftovers_past_the_retention_period_are_dropped_with_one_warning(store,
     old = _leftover(jdir, f"sqlite:///{gone / 'mlflow.db'}", "too-old", 3)
     week_ago = time.time() - 8 * 86400
     os.utime(old, (week_ago, week_ago))
-    _use_journal(jdir)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mltrack.LLMTracker(model="gpt-4o-mini").log_prompt_response("p", "r", token_usage=USAGE)
-        assert mltrack.flush(timeout=60) is True
-        assert wait_until(lambda: not old.exists())
-        mltrack.flush(timeout=10)
-    dropped = [w for w in caught if "dropped" in str(w.message) and "retention" in str(w.message)]
-    assert len(dropped) == 1 and "5 records" in str(dropped[0].message), [str(w.message) for w in caught]
+    caught = _warnings_until_written(jdir, old)
+    dropped = [text for text in caught if "dropped" in text and "retention" in text]
+    assert len(dropped) == 1 and "5 records" in dropped[0], caught
 
 
 def test_a_line_cut_short_by_a_dying_process_is_reported_and_the_rest_written(store, _template_store, tmp_path,
@@ -115,17 +121,11 @@ def test_a_line_cut_short_by_a_dying_process_is_reported_and_the_rest_written(st
     whole = segment.read_bytes()
     lines = whole.splitlines(keepends=True)
     segment.write_bytes(b"".join(lines[:-2]) + lines[-2][:40])  # the 6th call cut short; the run's end never came
-    _use_journal(jdir)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mltrack.LLMTracker(model="gpt-4o-mini").log_prompt_response("p", "r", token_usage=USAGE)
-        assert mltrack.flush(timeout=60) is True
-        assert wait_until(lambda: not segment.exists())
-        mltrack.flush(timeout=10)
+    caught = _warnings_until_written(jdir, segment)
     run = other.run_named("torn")
     assert [s for s, _ in other.history(run.info.run_id, "llm.calls")] == list(range(5))
-    cut = [str(w.message) for w in caught if "cut short" in str(w.message)]
-    assert len(cut) == 1 and "dropped 1 records" in cut[0], [str(w.message) for w in caught]
+    cut = [text for text in caught if "cut short" in text]
+    assert len(cut) == 1 and "dropped 1 records" in cut[0], caught
 
 
 def test_journal_files_and_folders_are_readable_by_their_owner_only(store, tmp_path):
