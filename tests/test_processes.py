@@ -9,7 +9,7 @@ import os
 
 import mlflow
 import pytest
-from conftest import Store
+from conftest import Store, wait_until
 
 import mltrack
 from mltrack import config
@@ -49,10 +49,17 @@ def test_forked_children_log_into_a_nested_run_each_and_the_parent_run_stays_exa
             assert child.exitcode == 0
         _calls(5)
         assert tracker.totals["calls"] == 25
-    assert mltrack.flush(timeout=120) is True
+    assert mltrack.flush(timeout=120) is True  # this process's own records
     parent = store.run_named("parent")
     assert _steps(store, parent) == list(range(25))
     assert parent.data.metrics["llm.tokens.cumulative.total"] == 125.0
+
+    def children_landed() -> bool:  # a child leaves once its records are on disk; the shared writer writes them
+        runs = [r for r in store.runs() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        return len(runs) == 4 and all(r.data.metrics.get("llm.calls") == 50 and r.info.status == "FINISHED"
+                                      for r in runs)
+
+    assert wait_until(children_landed, timeout=90)
     nested = [r for r in store.runs() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.info.run_name for r in nested) == sorted(f"parent-pid{c.pid}" for c in children)
     for run in nested:
@@ -75,7 +82,6 @@ def test_pool_workers_with_and_without_an_inherited_run_land_every_call_once(sto
             pool.close()
             pool.join()
     assert mltrack.flush(timeout=120) is True  # this process's own records
-    from conftest import wait_until
 
     def landed() -> bool:  # a worker leaves once its records are on disk; the shared writer writes them after it
         runs = store.runs()
@@ -108,8 +114,6 @@ def test_pool_left_by_its_with_block_terminates_workers_and_loses_no_call(store,
     (a finalizer putting records on disk) right then. Every call still lands, once, and no worker hangs."""
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {method} here")
-    from conftest import wait_until
-
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(4) as pool:
         pool.starmap(_own_run, [(f"{method}-task-{i}", 50) for i in range(8)], chunksize=1)
