@@ -10,7 +10,7 @@ import datetime as _dt
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -135,16 +135,24 @@ def _require(entry: Mapping[str, Any], fields: Iterable[str], where: _Where, wha
             raise where.at(field=field).error(f"missing; every {what} needs {field!r}")
 
 
-def _tiers(value: Any, base: Mapping[str, Decimal | None], where: _Where) -> tuple[PriceTier, ...]:
-    here = where.at(field="tiers")
+def _list_of_mappings(value: Any, where: _Where, field: str, entry_shape: str, example: str,
+                      allowed: tuple[str, ...], what: str) -> Iterator[tuple[int, Mapping[str, Any], _Where]]:
+    """The entries of a non-empty list of mappings (``tiers``, ``history``), each checked for unknown fields."""
     if not isinstance(value, list) or not value:
-        raise here.error("must be a non-empty list of {above_prompt_tokens, input, output, ...} entries")
-    tiers: list[PriceTier] = []
+        raise where.at(field=field).error(f"must be a non-empty list of {entry_shape} entries")
     for index, entry in enumerate(value):
-        item = where.at(field=f"tiers[{index}]")
+        item = where.at(field=f"{field}[{index}]")
         if not isinstance(entry, dict):
-            raise item.error("must be a mapping like {above_prompt_tokens: 128000, input: ..., output: ...}")
-        _check_fields(entry, _TIER_FIELDS, item, "a tier")
+            raise item.error(f"must be a mapping like {example}")
+        _check_fields(entry, allowed, item, what)
+        yield index, entry, item
+
+
+def _tiers(value: Any, base: Mapping[str, Decimal | None], where: _Where) -> tuple[PriceTier, ...]:
+    tiers: list[PriceTier] = []
+    for index, entry, item in _list_of_mappings(value, where, "tiers", "{above_prompt_tokens, input, output, ...}",
+                                                "{above_prompt_tokens: 128000, input: ..., output: ...}",
+                                                _TIER_FIELDS, "a tier"):
         threshold = entry.get("above_prompt_tokens")
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold <= 0:
             raise item.error(f"'above_prompt_tokens' must be a positive whole number of tokens, got {threshold!r}")
@@ -250,15 +258,11 @@ def _service_tiers(value: Any, where: _Where) -> tuple[tuple[str, Rates], ...]:
 def _history(value: Any, base: Mapping[str, Decimal | None], where: _Where) -> tuple[PricePeriod, ...]:
     """``[{until: "2025-08-01", input: ..., output: ...}, ...]``: the rates of calls made before ``until`` (UTC),
     oldest first; the model's own rates apply from the last ``until`` on."""
-    here = where.at(field="history")
-    if not isinstance(value, list) or not value:
-        raise here.error("must be a non-empty list of {until: \"YYYY-MM-DD\", input: ..., output: ...} entries")
     periods: list[PricePeriod] = []
-    for index, entry in enumerate(value):
-        item = where.at(field=f"history[{index}]")
-        if not isinstance(entry, dict):
-            raise item.error("must be a mapping like {until: \"2025-08-01\", input: 3, output: 15}")
-        _check_fields(entry, _PERIOD_FIELDS, item, "a price period")
+    for index, entry, item in _list_of_mappings(value, where, "history",
+                                                "{until: \"YYYY-MM-DD\", input: ..., output: ...}",
+                                                "{until: \"2025-08-01\", input: 3, output: 15}", _PERIOD_FIELDS,
+                                                "a price period"):
         if entry.get("until") is None:
             raise where.at(field=f"history[{index}].until").error("missing; every price period needs 'until'")
         _require(entry, ("input", "output"), item, "price period")
