@@ -98,3 +98,58 @@ def test_the_servers_database_read_directly_gives_the_same_answers(built, postgr
     r = mltrack.calculate_trace_filter_correlation("count(span.type = 'LLM') > 2", "trace.status = 'ERROR'")
     assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (2, 2, 1, 6)
     config.reset()
+
+
+def test_views_read_as_json_equal_the_views_of_mlflows_traces(built):
+    """The REST reader decodes trace infos, assessments and OTLP span attributes itself; every field a filter
+    can read must equal what MLflow's own client builds from the same traces."""
+    from mlflow import MlflowClient
+
+    from mltrack.insights import _remote, _rest
+    from mltrack.insights._views import view_of_trace
+
+    store, experiment_id = built
+    client = MlflowClient(tracking_uri=store.uri)
+    reader = _rest.Reader(_rest.rest_store(client))
+    ours = [_rest.view_of_info(i) for i in reader.infos([experiment_id], None)]
+    _remote.fill_spans(reader, store.uri, ours)
+    theirs = {t.info.trace_id: view_of_trace(t) for t in client.search_traces(locations=[experiment_id])}
+    assert len(ours) == len(theirs) == 6
+    for view in ours:
+        ref = theirs[view.trace_id]
+        assert (view.status, view.timestamp_ms, view.execution_time_ms, view.name, dict(view.tags)) == \
+            (ref.status, ref.timestamp_ms, ref.execution_time_ms, ref.name, dict(ref.tags)), ref.name
+        assert dict(view.metadata) == dict(ref.metadata), ref.name
+        assert sorted(view.assessments, key=repr) == sorted(ref.assessments, key=repr), ref.name
+        assert [(s.name, s.type, s.status, dict(s.attributes)) for s in view.spans] == \
+            [(s.name, s.type, s.status, dict(s.attributes)) for s in ref.spans], ref.name
+        assert (view.total_cost, view.total_tokens) == (ref.total_cost, ref.total_tokens), ref.name
+    assert sum(len(v.spans) for v in ours) == 2 + 4 + 6 + 4 + 2 + 2  # the compositions built, roots included
+
+
+def test_spans_are_read_only_for_traces_the_server_cannot_decide(built, monkeypatch):
+    """Span clauses MLflow answers exactly become trace-id sets; spans are fetched only where a filter's answer
+    still depends on them (count above 1, span attributes, cost and tokens)."""
+    from mltrack.insights import _rest
+
+    fetched: list[str] = []
+    original = _rest.Reader.traces
+
+    def counting(self, trace_ids):
+        fetched.extend(trace_ids)
+        return original(self, trace_ids)
+
+    monkeypatch.setattr(_rest.Reader, "traces", counting)
+    r = mltrack.calculate_trace_filter_correlation("span.type = 'TOOL'", "trace.status = 'ERROR'")
+    assert (r.filter_string1_count, r.joint_count, r.total_count, fetched) == (2, 1, 6, [])
+    r = mltrack.calculate_trace_filter_correlation("count(span.type = 'LLM' AND span.status = 'ERROR') >= 1",
+                                                   "NOT span.name = 'search'")
+    assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, fetched) == (1, 4, 1, [])
+    by_name = {t.info.trace_id: t.info.tags["mlflow.traceName"] for t in mltrack.search_traces()}
+    fetched.clear()
+    assert {t.info.tags["mlflow.traceName"] for t in mltrack.search_traces("count(span.type = 'LLM') > 3")} == \
+        {"agent-c"}
+    assert {by_name[i] for i in fetched} == {"chat-a", "chat-b", "agent-c", "agent-d", "batch-e"}  # not plain-f
+    fetched.clear()
+    found = mltrack.search_traces("count(span.type = 'LLM') > 3 AND tags.env = 'prod'")
+    assert (found, {by_name[i] for i in fetched}) == ([], {"chat-a", "chat-b"})

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from mltrack.insights._ast import Node
 from mltrack.insights._correlation import TraceCorrelation, correlate
 from mltrack.insights._evaluate import compile_filter, needs
-from mltrack.insights import _load
+from mltrack.insights import _load, _remote, _rest
 from mltrack.insights._parser import parse
 from mltrack.insights._pushdown import native_filter
 from mltrack.insights._views import TraceView, view_of_trace
@@ -82,6 +82,13 @@ def search_traces(filter_string: str | None = None, experiment: str | None = Non
     _sort_key(order_by)  # a bad order_by fails before any reading
     client, exp_ids = client_and_experiments(experiment, experiment_ids)
     native = native_filter(node)
+    if _rest.rest_store(client) is not None:
+        views, answers = _remote.evaluate(client, exp_ids, [node] if node is not None else [], None)
+        if node is not None:
+            views = [v for v, keep in zip(views, answers[0]) if keep]
+        chosen = _sorted(views, order_by)[:max_results]
+        traces = _remote.full_traces(client, chosen)
+        return [traces[v.trace_id] for v in chosen if v.trace_id in traces]
     if _load.sql_store(client) is not None:
         parts = needs(node) if node is not None else set()
         views = _load.load_views(client, exp_ids, native, parts)
@@ -103,6 +110,8 @@ def evaluate_many(nodes: list[Node], base: Node | None, experiment: str | None,
                   experiment_ids: Sequence[str] | None) -> tuple[list[TraceView], list[list[bool]]]:
     """The traces (those matching ``base``) and, per node, whether each matches: one read, one pass per node."""
     client, exp_ids = client_and_experiments(experiment, experiment_ids)
+    if _rest.rest_store(client) is not None:
+        return _remote.evaluate(client, exp_ids, nodes, base)
     parts: set[str] = set()
     for node in nodes + ([base] if base is not None else []):
         parts |= needs(node)

@@ -1,8 +1,8 @@
 """Read the trace views of experiments, narrowed by an MLflow filter string, reading only the parts needed.
 
 On MLflow's SQL store the rows are read in a handful of bulk queries (no ``Trace`` objects, span JSON decoded
-only when a filter reads span attributes); on any other store (a remote ``mlflow server``, ...) through
-``MlflowClient.search_traces`` page by page.
+only when a filter reads span attributes); from an ``mlflow server`` as JSON over its REST API (``_rest``); on any
+other store through ``MlflowClient.search_traces`` page by page.
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ def _refused_filter(exc: Exception) -> bool:
 
 
 def _load(client: Any, experiment_ids: list[str], native: str | None, parts: set[str]) -> list[TraceView]:
+    from mltrack.insights import _remote, _rest
+
+    if _rest.rest_store(client) is not None:
+        reader = _rest.Reader(_rest.rest_store(client))
+        views = [_rest.view_of_info(i) for i in reader.infos(experiment_ids, native)]
+        if "spans" in parts:
+            _remote.fill_spans(reader, client.tracking_uri, views)
+        return views
     store = sql_store(client)
     if store is not None:
         try:

@@ -3,7 +3,8 @@
 Only top-level ``AND`` clauses are considered (MLflow joins its clauses with AND and knows no OR, NOT or
 ``count``), and of those only the ones whose MLflow meaning equals ours: trace status, times and name, tags,
 and at most one span clause on span name/type/status (MLflow makes all span clauses of one search hold on the
-*same* span, ours each on any span). The store narrows the candidates with it; the whole filter is still
+*same* span, ours each on any span); a ``count(...)`` that needs at least one matching span is pushed as "some
+span matches all its clauses", which is exactly what MLflow's same-span rule asks. The store narrows the candidates with it; the whole filter is still
 evaluated on every candidate, so the pushed part only has to keep every trace that matches.
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from mltrack.insights._ast import And, Compare, Node
+from typing import Sequence
+
+from mltrack.insights._ast import And, Compare, Count, Node
 
 _SAFE_TEXT = re.compile(r"^[^'\"\\]*$")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -67,14 +70,35 @@ def native_clause(clause: Node) -> str | None:
     return None
 
 
-def native_filter(node: Node | None) -> str | None:
-    """The MLflow filter string for the exactly-answerable top-level AND clauses of ``node`` (None: nothing)."""
+def span_exists(clauses: Sequence[Compare]) -> str | None:
+    """MLflow's filter for "one span matches every clause" when MLflow answers it exactly, else None."""
+    parts = []
+    for clause in clauses:
+        text = native_clause(clause) if clause.field.kind == "span" else None
+        if text is None:
+            return None
+        parts.append(text)
+    return " AND ".join(parts) or None
+
+
+def count_needs_a_span(node: Count) -> bool:
+    """Whether ``count(...) op n`` can only hold when at least one span matches (it is false at a count of 0)."""
+    return not {"<": 0 < node.n, "<=": 0 <= node.n, "=": node.n == 0, "!=": node.n != 0, ">": 0 > node.n,
+                ">=": 0 >= node.n}[node.op]
+
+
+def native_parts(node: Node | None, spans: bool = True) -> list[str]:
+    """MLflow's spelling of the exactly-answerable top-level AND clauses of ``node`` (``spans=False``: no span
+    clause, for joining with a span clause of one's own)."""
     if node is None:
-        return None
+        return []
     parts: list[str] = []
-    span_pushed = False
+    span_pushed = not spans
     for clause in conjuncts(node):
-        text = native_clause(clause)
+        if isinstance(clause, Count):
+            text = span_exists(clause.where) if count_needs_a_span(clause) else None
+        else:
+            text = native_clause(clause)
         if text is None:
             continue
         if text.startswith("span."):
@@ -82,4 +106,9 @@ def native_filter(node: Node | None) -> str | None:
                 continue
             span_pushed = True
         parts.append(text)
-    return " AND ".join(parts) or None
+    return parts
+
+
+def native_filter(node: Node | None) -> str | None:
+    """The MLflow filter string for the exactly-answerable top-level AND clauses of ``node`` (None: nothing)."""
+    return " AND ".join(native_parts(node)) or None
