@@ -153,3 +153,17 @@ def test_spans_are_read_only_for_traces_the_server_cannot_decide(built, monkeypa
     fetched.clear()
     found = mltrack.search_traces("count(span.type = 'LLM') > 3 AND tags.env = 'prod'")
     assert (found, {by_name[i] for i in fetched}) == ([], {"chat-a", "chat-b"})
+
+
+def test_run_tags_reach_traces_written_to_the_server(server_store):
+    """mltrack writes traces to a server as OTLP (its REST client): the run's tags must land as trace tags there
+    too, so ``tags.env`` finds the calls of a ``track_llm_context(tags=...)`` block over http://."""
+    with mltrack.track_llm_context("prod-block", model="gpt-4o-mini", tags={"env": "prod"}) as tracker:
+        tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 1000, "completion_tokens": 10})
+    with mltrack.track_llm_context("dev-block", model="gpt-4o-mini", tags={"env": "dev"}) as tracker:
+        tracker.log_prompt_response("p", "r", token_usage={"prompt_tokens": 3000, "completion_tokens": 10})
+    mltrack.flush(timeout=60)
+    (found,) = mltrack.search_traces("tags.env = 'prod'")
+    assert (found.info.tags["mlflow.traceName"], found.info.tags["env"]) == ("prod-block", "prod")
+    r = mltrack.calculate_trace_filter_correlation("tags.env = 'dev'", "trace.total_tokens > 2000")
+    assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (1, 1, 1, 2)

@@ -90,3 +90,29 @@ def test_a_run_with_more_calls_than_the_span_cap_keeps_the_first_ones_and_says_h
     llm = [s for s in trace.data.spans if s.span_type == "LLM"]
     assert len(llm) == MAX_CHILDREN and root.attributes["mltrack.llm_calls_without_span"] == extra
     assert sorted(s.outputs["text"] for s in llm) == sorted(f"r{i}" for i in range(MAX_CHILDREN))  # the first ones
+
+
+def test_the_runs_tags_are_on_its_traces_so_trace_search_finds_them(store):
+    """``track_llm_context(tags=...)`` / ``@track(tags=...)``: the user's run tags are copied onto the run's trace
+    (not mltrack's or MLflow's own run tags), so ``tags.env = 'prod'`` finds the calls of production runs."""
+    with mltrack.track_llm_context("prod-block", model="gpt-4o-mini", tags={"env": "prod", "team": "search"}) as t:
+        t.log_prompt_response("p", "r", token_usage={"prompt_tokens": 1000, "completion_tokens": 10})
+        prod_run = t.run_id
+
+    @mltrack.track(name="dev-fn", tags={"env": "dev"})
+    def dev():
+        mltrack.LLMTracker(model="gpt-4o-mini").log_prompt_response(
+            "p", "r", token_usage={"prompt_tokens": 2000, "completion_tokens": 20})
+
+    dev()
+    mltrack.flush(timeout=60)
+    (trace,) = _traces(store, prod_run)
+    assert {k: v for k, v in trace.info.tags.items() if not k.startswith("mlflow.")} == {"env": "prod",
+                                                                                          "team": "search"}
+    found = mltrack.search_traces("tags.env = 'prod'")
+    assert [t.info.trace_id for t in found] == [trace.info.trace_id]
+    assert found[0].info.tags["mlflow.traceName"] == "prod-block"
+    (dev_trace,) = mltrack.search_traces("tags.env = 'dev'")
+    assert dev_trace.info.tags["mlflow.traceName"] == "dev-fn"
+    r = mltrack.calculate_trace_filter_correlation("tags.env = 'prod'", "trace.total_tokens > 1500")
+    assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (1, 1, 0, 2)

@@ -47,6 +47,7 @@ class TraceWriter:
     def end(self, client: Any, record: dict[str, Any], run_id: str | None) -> None:
         """The run ended: write its trace (root span and the children kept for it)."""
         if run_id is None or not self._book.waiting(record["k"]):
+            self._book.forget(record["k"])
             return
         if self._here():
             self._call("writing the run's trace", self._book.ended, client, record["k"], run_id,

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+_OWN_TAGS = ("mlflow.", "mltrack.")  # tags MLflow and mltrack set on runs: not the user's, not copied to traces
 MAX_TRACE_IDS = 10_000  # run key -> trace id, for the judges' feedback written after the run's trace
 MAX_CHILDREN = 100  # spans under one root (each costs MLflow ~2 ms to write); later calls of the run get none (their metrics and artifacts are complete)
 
@@ -83,23 +84,25 @@ def retrieval_span(record: dict[str, Any]) -> dict[str, Any]:
             "status": record.get("s") or "OK"}
 
 
-def write_retrieval_trace(client: Any, experiment_id: str, run_id: str, record: dict[str, Any]) -> str:
+def write_retrieval_trace(client: Any, experiment_id: str, run_id: str, record: dict[str, Any],
+                          tags: dict[str, str] | None = None) -> str:
     """A retrieval outside a ``@track`` / context run: a trace of its own, its root the ``RETRIEVER`` span."""
     span = retrieval_span(record)
     root = client.start_trace(span["name"], span_type="RETRIEVER", inputs=span["inputs"],
-                              attributes=span["attributes"], experiment_id=experiment_id,
+                              attributes=span["attributes"], tags=tags or None, experiment_id=experiment_id,
                               start_time_ns=span["start_ns"], run_id=run_id)
     client.end_trace(root.trace_id, outputs=span["outputs"], status=span["status"], end_time_ns=span["end_ns"])
     return root.trace_id
 
 
-def write_call_traces(client: Any, experiment_id: str, run_id: str, records: list[dict[str, Any]]) -> list[str]:
+def write_call_traces(client: Any, experiment_id: str, run_id: str, records: list[dict[str, Any]],
+                      tags: dict[str, str] | None = None) -> list[str]:
     """One trace per call, its root the ``LLM`` span; returns the trace ids."""
     ids = []
     for record in records:
         span = llm_span(record)
         root = client.start_trace(span["name"], span_type="LLM", inputs=span["inputs"],
-                                  attributes=span["attributes"], experiment_id=experiment_id,
+                                  attributes=span["attributes"], tags=tags or None, experiment_id=experiment_id,
                                   start_time_ns=span["start_ns"], run_id=run_id)
         client.end_trace(root.trace_id, outputs=span["outputs"], status=span["status"], end_time_ns=span["end_ns"])
         ids.append(root.trace_id)
@@ -107,12 +110,13 @@ def write_call_traces(client: Any, experiment_id: str, run_id: str, records: lis
 
 
 def write_run_trace(client: Any, experiment_id: str, run_id: str, root: RootSpan,
-                    records: list[dict[str, Any]], retrievals: list[dict[str, Any]] = ()) -> str:
+                    records: list[dict[str, Any]], retrievals: list[dict[str, Any]] = (),
+                    tags: dict[str, str] | None = None) -> str:
     """One trace for a whole function or block: its root span, a ``RETRIEVER`` child per retrieval and an ``LLM``
     child per call, in the order they started."""
     attributes = {"mltrack.llm_calls_without_span": root.dropped} if root.dropped else None
     trace = client.start_trace(root.name, span_type="CHAIN", experiment_id=experiment_id, attributes=attributes,
-                               start_time_ns=_ns(root.start_ms), run_id=run_id)
+                               tags=tags or None, start_time_ns=_ns(root.start_ms), run_id=run_id)
     children = [("LLM", llm_span(record)) for record in records]
     children += [("RETRIEVER", retrieval_span(record)) for record in retrievals]
     children.sort(key=lambda child: child[1]["start_ns"])
@@ -174,8 +178,14 @@ class TraceBook:
     def __init__(self) -> None:
         self._open: dict[str, dict[str, Any]] = {}
         self._trace_ids: OrderedDict[str, str] = OrderedDict()  # run key -> its trace (judges' feedback goes there)
+        self._tags: OrderedDict[str, dict[str, str]] = OrderedDict()  # run key -> the user's tags of the run
 
     def started(self, record: dict[str, Any]) -> None:
+        tags = {str(k): str(v) for k, v in (record.get("g") or {}).items() if not str(k).startswith(_OWN_TAGS)}
+        if tags:  # the run's tags go on its traces too: trace search and insights filter on them (tags.env)
+            self._tags[record["k"]] = tags
+            if len(self._tags) > MAX_TRACE_IDS:
+                self._tags.popitem(last=False)
         if record.get("kd") in self.ROOTED:
             self._open[record["k"]] = {"name": record.get("n") or "run", "st": int(record["st"]), "calls": [],
                                        "retrievals": [], "dropped": 0}
@@ -187,18 +197,22 @@ class TraceBook:
     def retrieval(self, client: Any, key: str, run_id: str, experiment_id: str, record: dict[str, Any]) -> None:
         entry = self._open.get(key)
         if entry is None:
-            write_retrieval_trace(client, experiment_id, run_id, record)
+            write_retrieval_trace(client, experiment_id, run_id, record, self._tags.get(key))
         elif len(entry["retrievals"]) < MAX_CHILDREN:
             entry["retrievals"].append(record)
 
     def calls(self, client: Any, key: str, run_id: str, experiment_id: str, calls: list[dict[str, Any]]) -> None:
         entry = self._open.get(key)
         if entry is None:
-            write_call_traces(client, experiment_id, run_id, calls)
+            write_call_traces(client, experiment_id, run_id, calls, self._tags.get(key))
             return
         room = MAX_CHILDREN - len(entry["calls"])
         entry["calls"].extend(calls[:room])
         entry["dropped"] += max(len(calls) - room, 0)
+
+    def forget(self, key: str) -> None:
+        """The run ended: its tags are not needed any more."""
+        self._tags.pop(key, None)
 
     def waiting(self, key: str) -> bool:
         entry = self._open.get(key)
@@ -212,7 +226,7 @@ class TraceBook:
         if entry is not None and (entry["calls"] or entry["retrievals"]):  # no call, no retrieval: no trace
             trace_id = write_run_trace(client, experiment_id, run_id, RootSpan(entry["name"], entry["st"], end_ms,
                                                                                  failed, entry["dropped"]),
-                                       entry["calls"], entry["retrievals"])
+                                       entry["calls"], entry["retrievals"], self._tags.pop(key, None))
             self._trace_ids[key] = trace_id
             if len(self._trace_ids) > MAX_TRACE_IDS:
                 self._trace_ids.popitem(last=False)
