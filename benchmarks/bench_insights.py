@@ -6,16 +6,19 @@ MLflow accepts them, in the same run, and prints the ratio. The store is built o
 MLflow's tables, in the layout MLflow's tracing writes: this takes seconds where 50,000 spans through the
 tracing API take many minutes) and cached in a temporary folder between runs (``--rebuild`` builds it anew).
 
-    python benchmarks/bench_insights.py [--store sqlite|server|both] [--traces 10000] [--repeat 3] [--rebuild]
-                                        [--tracking-uri URI]
+    python benchmarks/bench_insights.py [--store sqlite|server|postgres|both|sqlite-server] [--traces 10000]
+                                        [--repeat 3] [--rebuild] [--tracking-uri URI] [--tune] [--grace S]
 
-``--store server`` starts a throwaway PostgreSQL and a real ``mlflow server`` on it (mltrack.testing's
-fixtures; PostgreSQL must be installed, as .ci/run does), fills the server's backend database with the same
-``populate()`` (SQLAlchemy on the postgresql:// URL) and measures through the server's http:// URI: there
-mltrack can only read through MLflow's REST API (``MlflowClient.search_traces``; spans come from MLflow's
-batchGet endpoint, 10 traces per call), so filters that read spans cost what reading every span costs.
-``--store postgres`` measures the same server's database read directly (``postgresql+psycopg2://``: MLflow's
-SQL store, read with mltrack's bulk queries); ``--store both`` runs all three.
+``--store server`` starts a throwaway PostgreSQL and a real ``mlflow server`` on it with MLflow's default 4
+workers (mltrack.testing's fixtures; PostgreSQL must be installed, as .ci/run does), fills the server's backend
+database with the same ``populate()`` (SQLAlchemy on the postgresql:// URL) and measures through the server's
+http:// URI. There the only way to spans is the server's batchGet endpoint, which rebuilds and serializes every
+span it returns, so the server run also prints that floor (batchGet of every trace, bytes not even decoded) and
+what MLflow's own client takes to read every trace with its spans; ``--tune`` adds rows for the batch size and
+threads of mltrack's reader. ``--store postgres`` measures the same server's database read directly
+(``postgresql+psycopg2://``: MLflow's SQL store, read with mltrack's bulk queries); ``--store both`` runs all three.
+``--store sqlite-server`` runs an ``mlflow server`` on a copy of the SQLite store: MLflow's span filter takes
+seconds per page there, so the span questions mltrack asks are given up after a grace period (``--grace``).
 """
 
 from __future__ import annotations
@@ -157,7 +160,7 @@ def timed(fn, repeat: int):
     return min(times), statistics.median(times), result
 
 
-def measure(uri: str, repeat: int) -> bool:
+def measure(uri: str, repeat: int, tune: bool = False) -> bool:
     import mlflow
     from mlflow.tracing.client import TracingClient
 
@@ -199,11 +202,53 @@ def measure(uri: str, repeat: int) -> bool:
         print(f"  {first!r} vs {second!r}: npmi {ours.npmi:+.4f}, counts {ours.filter_string1_count}/"
               f"{ours.filter_string2_count}/{ours.joint_count}/{ours.total_count}")
         print(f"    best {b_ours:.2f} s (median {m_ours:.2f})  target <= {TARGET_S:.0f} s  {verdict(b_ours)}")
+    if uri.startswith(("http://", "https://")):
+        server_baselines(uri, tune)
     best, median, (hits, ranked) = timed(_insights, repeat)
     print(f"\nmltrack insights (target trace.status = 'ERROR', {hits} traces): {len(ranked)} conditions ranked, "
           f"top {ranked[0].condition!r} npmi {ranked[0].npmi:+.3f}")
     print(f"  best {best:.2f} s (median {median:.2f})  (no target; for information)")
     return ok
+
+
+def server_baselines(uri: str, tune: bool) -> None:
+    """What reading spans costs on this server whoever reads them: batchGet of every trace, and MLflow's client."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from mlflow import MlflowClient
+
+    from mltrack.insights import _rest
+    from mltrack.insights._load import iter_traces
+
+    client = MlflowClient(tracking_uri=uri)
+    reader = _rest.Reader(_rest.rest_store(client))
+    ids = [info["trace_id"] for info in reader.infos(["0"], None)]
+
+    def raw(batch: list[str]) -> int:
+        return len(requests.get(uri + "/api/3.0/mlflow/traces/batchGet", params={"trace_ids": batch}).content)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(_rest.THREADS) as pool:
+        size = sum(pool.map(raw, [ids[i:i + _rest.BATCH] for i in range(0, len(ids), _rest.BATCH)]))
+    floor = time.perf_counter() - started
+    print(f"\nthe server's floor for span-reading filters: batchGet of all {len(ids)} traces ({_rest.BATCH} per call, "
+          f"{_rest.THREADS} at once, {size / 2**20:.0f} MiB, not decoded): {floor:.2f} s")
+    started = time.perf_counter()
+    n = sum(1 for _ in iter_traces(client, ["0"], None, include_spans=True))  # pages of 500
+    print(f"MLflow's own client reading them with spans (search_traces include_spans=True, {n} traces): "
+          f"{time.perf_counter() - started:.2f} s")
+    if not tune:
+        return
+    print("mltrack's reader, all spans read and decoded, by batch size and threads:")
+    default = (_rest.BATCH, _rest.THREADS)
+    for batch, threads in ((10, 1), (10, 4), (100, 1), (100, 2), (100, 4), (200, 4)):
+        _rest.BATCH, _rest.THREADS = batch, threads
+        started = time.perf_counter()
+        spans = sum(len(_rest.spans_of(t)) for t in reader.traces(ids))
+        print(f"  {batch:>3} per call, {threads} thread(s): {time.perf_counter() - started:.2f} s ({spans} spans)"
+              f"{'   <- the default' if (batch, threads) == default else ''}")
+    _rest.BATCH, _rest.THREADS = default
 
 
 def _insights():
@@ -238,7 +283,7 @@ def server_store(n_traces: int):
     server = None
     try:
         url = postgres.create_database("mlflow")
-        server = MlflowServer(url, folder / "artifacts", log_path=folder / "server.log").start()
+        server = MlflowServer(url, folder / "artifacts", log_path=folder / "server.log", workers=4).start()
         started = time.perf_counter()
         populate(url, 0, n_traces)
     except BaseException:
@@ -256,22 +301,57 @@ def server_store(n_traces: int):
     return server.uri, url, close
 
 
+def sqlite_server_store(n_traces: int, rebuild: bool):
+    """``mlflow server`` (4 workers) on a copy of the cached SQLite store: MLflow's span filter is slow on SQLite,
+    which is what mltrack's grace period for span questions is for. Returns (http URI, a function that stops it)."""
+    import shutil
+
+    from mltrack.testing._mlflow_server import MlflowServer
+
+    source = build_store(n_traces, rebuild).removeprefix("sqlite:///")
+    folder = Path(tempfile.mkdtemp(prefix="mltrack-bench-insights-sqlite-server-"))
+    shutil.copy(source, folder / "mlflow.db")
+    server = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts", log_path=folder / "server.log",
+                          workers=4).start()
+    print(f"store: mlflow server {server.uri} on a copy of {source}")
+
+    def close() -> None:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return server.uri, close
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--traces", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rebuild", action="store_true", help="build the cached store again")
-    parser.add_argument("--store", choices=("sqlite", "server", "postgres", "both"), default="sqlite",
+    parser.add_argument("--store", choices=("sqlite", "server", "postgres", "both", "sqlite-server"), default="sqlite",
                         help="MLflow's SQLite store; a PostgreSQL-backed mlflow server over http://; that server's "
-                             "database read directly (postgresql://); or all three")
+                             "database read directly (postgresql://); or all three; or an mlflow server on SQLite")
     parser.add_argument("--tracking-uri", help="an already filled store to measure instead")
+    parser.add_argument("--tune", action="store_true", help="server: also time the reader's batch size and threads")
+    parser.add_argument("--grace", type=float, help="seconds span questions are waited for after the trace infos "
+                                                    "(default: mltrack's QUESTION_GRACE)")
     args = parser.parse_args()
+    if args.grace is not None:
+        from mltrack.insights import _remote
+
+        _remote.QUESTION_GRACE = args.grace
     ok = True
     if args.tracking_uri:
-        ok = measure(args.tracking_uri, args.repeat)
+        ok = measure(args.tracking_uri, args.repeat, args.tune)
     if not args.tracking_uri and args.store in ("sqlite", "both"):
         print("== SQLite store ==")
         ok &= measure(build_store(args.traces, args.rebuild), args.repeat)
+    if not args.tracking_uri and args.store == "sqlite-server":
+        uri, close = sqlite_server_store(args.traces, args.rebuild)
+        try:
+            print("\n== mlflow server on SQLite (http://) ==")
+            ok &= measure(uri, args.repeat, args.tune)
+        finally:
+            close()
     if not args.tracking_uri and args.store in ("server", "postgres", "both"):
         uri, db_url, close = server_store(args.traces)
         try:
@@ -280,7 +360,7 @@ def main() -> int:
                 ok &= measure(db_url, args.repeat)
             if args.store in ("server", "both"):
                 print("\n== PostgreSQL-backed mlflow server (http://) ==")
-                ok &= measure(uri, args.repeat)
+                ok &= measure(uri, args.repeat, args.tune)
         finally:
             close()
     print(f"\nsummary: {'PASS' if ok else 'FAIL'} (every timing <= {TARGET_S:.0f} s, counts equal to MLflow's)")

@@ -130,8 +130,9 @@ def test_views_read_as_json_equal_the_views_of_mlflows_traces(built):
 def test_spans_are_read_only_for_traces_the_server_cannot_decide(built, monkeypatch):
     """Span clauses MLflow answers exactly become trace-id sets; spans are fetched only where a filter's answer
     still depends on them (count above 1, span attributes, cost and tokens)."""
-    from mltrack.insights import _rest
+    from mltrack.insights import _remote, _rest
 
+    monkeypatch.setattr(_remote, "QUESTION_GRACE", 60.0)  # a loaded machine must not give questions up here
     fetched: list[str] = []
     original = _rest.Reader.traces
 
@@ -167,3 +168,20 @@ def test_run_tags_reach_traces_written_to_the_server(server_store):
     assert (found.info.tags["mlflow.traceName"], found.info.tags["env"]) == ("prod-block", "prod")
     r = mltrack.calculate_trace_filter_correlation("tags.env = 'dev'", "trace.total_tokens > 2000")
     assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (1, 1, 1, 2)
+
+
+def test_span_questions_given_up_are_answered_from_spans(built, monkeypatch):
+    """A server on SQLite runs MLflow's span filter for seconds per page; mltrack gives such a question up after
+    a grace period and reads the spans instead. The answers must not change (here every question is given up)."""
+    from mltrack.insights import _rest
+
+    def given_up(self, experiment_ids, filter_string, stop=None):
+        raise _rest.Stopped(filter_string)
+
+    monkeypatch.setattr(_rest.Reader, "trace_ids", given_up)
+    for filter_string in ("count(span.type = 'LLM') > 3", "count(span.type = 'LLM') >= 3 AND tags.env = 'prod'",
+                          "span.attributes['mlflow.llm.model'] = 'gpt-4o'"):
+        found = mltrack.search_traces(filter_string)
+        assert {t.info.tags["mlflow.traceName"] for t in found} == EXPECTED[filter_string], filter_string
+    r = mltrack.calculate_trace_filter_correlation("span.type = 'TOOL'", "trace.status = 'ERROR'")
+    assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (2, 2, 1, 6)

@@ -81,7 +81,6 @@ def search_traces(filter_string: str | None = None, experiment: str | None = Non
     node = _parse_optional(filter_string)
     _sort_key(order_by)  # a bad order_by fails before any reading
     client, exp_ids = client_and_experiments(experiment, experiment_ids)
-    native = native_filter(node)
     if _rest.rest_store(client) is not None:
         views, answers = _remote.evaluate(client, exp_ids, [node] if node is not None else [], None)
         if node is not None:
@@ -91,14 +90,14 @@ def search_traces(filter_string: str | None = None, experiment: str | None = Non
         return [traces[v.trace_id] for v in chosen if v.trace_id in traces]
     if _load.sql_store(client) is not None:
         parts = needs(node) if node is not None else set()
-        views = _load.load_views(client, exp_ids, native, parts)
+        views = _load.load_views(client, exp_ids, native_filter(node, spans=False), parts)
         if node is not None:
             matches = compile_filter(node)
             views = [v for v in views if matches(v)]
         chosen = [v.trace_id for v in _sorted(views, order_by)[:max_results]]
         traces = _load.fetch_traces(client, exp_ids, chosen)
         return [traces[i] for i in chosen if i in traces]
-    pairs = [(view_of_trace(t), t) for t in _load.iter_traces(client, exp_ids, native)]
+    pairs = [(view_of_trace(t), t) for t in _load.iter_traces(client, exp_ids, native_filter(node))]
     if node is not None:
         matches = compile_filter(node)
         pairs = [p for p in pairs if matches(p[0])]
@@ -115,7 +114,7 @@ def evaluate_many(nodes: list[Node], base: Node | None, experiment: str | None,
     parts: set[str] = set()
     for node in nodes + ([base] if base is not None else []):
         parts |= needs(node)
-    views = _load.load_views(client, exp_ids, native_filter(base), parts)
+    views = _load.load_views(client, exp_ids, native_filter(base, spans=_load.sql_store(client) is None), parts)
     if base is not None:
         keep = compile_filter(base)
         views = [v for v in views if keep(v)]

@@ -31,13 +31,13 @@ def load_views(client: Any, experiment_ids: list[str], native: str | None, parts
     try:
         return _load(client, experiment_ids, native, parts)
     except Exception as exc:
-        if native is None or not _refused_filter(exc):
+        if native is None or not refused_filter(exc):
             raise
         # a store that refuses the narrowing filter (an older or different MLflow) is read whole instead
         return _load(client, experiment_ids, None, parts)
 
 
-def _refused_filter(exc: Exception) -> bool:
+def refused_filter(exc: Exception) -> bool:
     from mlflow.exceptions import MlflowException
 
     return isinstance(exc, MlflowException) and exc.error_code == "INVALID_PARAMETER_VALUE"

@@ -1,24 +1,30 @@
 """Evaluate filters against an ``mlflow server``: trace infos in pages, span questions as id sets, spans last.
 
 1. The trace infos (status, times, tags, metadata, assessments) of the experiment, narrowed by the part of the
-   base filter the server answers exactly.
-2. Each "some span matches ..." question of the filters, asked of the server once (``_partial``).
+   base filter the server answers exactly, span clauses left out.
+2. Each "some span matches ..." question of the filters, asked of the server once, at the same time
+   (``_partial``).
 3. Spans only for the traces the answers above leave undecided, then the whole filter on those.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from mltrack.insights._ast import Node
 from mltrack.insights._evaluate import compile_filter, needs
+from mltrack.insights._load import refused_filter
 from mltrack.insights._partial import decide, span_questions
 from mltrack.insights._pushdown import native_filter, native_parts
-from mltrack.insights._rest import Reader, rest_store, spans_of, view_of_info
+from mltrack.insights._rest import Reader, Stopped, rest_store, spans_of, view_of_info
 from mltrack.insights._views import TraceView, view_of_trace
 
 _IN_THE_DATABASE = "TRACKING_STORE"  # spans kept in the server's database: batchGet returns them
+QUESTION_GRACE = 1.0  # s; bench_insights.py --store sqlite-server shows what waiting longer costs
 
 
 def _split_by_location(views: list[TraceView]) -> tuple[list[str], list[str]]:
@@ -26,33 +32,31 @@ def _split_by_location(views: list[TraceView]) -> tuple[list[str], list[str]]:
     traces without the tag, which MLflow's client reads from artifacts too)."""
     in_db, elsewhere = [], []
     for view in views:
-        (in_db if view.tags.get("mlflow.trace.spansLocation") == _IN_THE_DATABASE else elsewhere).append(view.trace_id)
+        in_database = view.tags.get("mlflow.trace.spansLocation") == _IN_THE_DATABASE
+        (in_db if in_database else elsewhere).append(view.trace_id)
     return in_db, elsewhere
 
 
-def _refused(exc: Exception) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException) and exc.error_code == "INVALID_PARAMETER_VALUE"
-
-
-def _infos(reader: Reader, experiment_ids: list[str], native: str | None) -> tuple[list[TraceView], bool]:
-    """The views of the traces ``native`` keeps, and whether the server applied it (an older one may refuse it)."""
+def _infos(reader: Reader, experiment_ids: list[str], native: str | None) -> list[TraceView]:
+    """The views of the traces ``native`` keeps (all of them from a server that refuses the filter)."""
     try:
-        return [view_of_info(i) for i in reader.infos(experiment_ids, native)], True
+        return [view_of_info(i) for i in reader.infos(experiment_ids, native)]
     except Exception as exc:
-        if native is None or not _refused(exc):
+        if native is None or not refused_filter(exc):
             raise
-        return [view_of_info(i) for i in reader.infos(experiment_ids, None)], False
+        return [view_of_info(i) for i in reader.infos(experiment_ids, None)]
 
 
-def _ids_or_none(reader: Reader, experiment_ids: list[str], filter_string: str) -> set[str] | None:
-    """The ids of the traces matching ``filter_string``; None when the server refuses the question (then the
-    spans answer it)."""
+def _ids_or_none(reader: Reader, experiment_ids: list[str], filter_string: str,
+                 stop: threading.Event) -> set[str] | None:
+    """The ids of the traces matching ``filter_string``; None when the server refuses the question or it was given
+    up (then the spans answer it)."""
     try:
-        return reader.trace_ids(experiment_ids, filter_string)
+        return reader.trace_ids(experiment_ids, filter_string, stop)
+    except Stopped:
+        return None
     except Exception as exc:
-        if not _refused(exc):
+        if not refused_filter(exc):
             raise
         return None
 
@@ -61,21 +65,31 @@ def _read(reader: Reader, experiment_ids: list[str], base: Node | None,
           questions: set[str]) -> tuple[list[TraceView], dict[str, set[str]]]:
     """The trace views ``base`` narrows to and the trace ids per span question, asked of the server at once.
 
-    A question the narrowing filter already holds (a span clause of ``base`` itself) holds for every view read."""
-    native = native_filter(base)
-    pushed = set(native_parts(base))
+    A question still unanswered ``QUESTION_GRACE`` after the infos are read (or as long again as they took, if
+    longer) is given up and answered from spans: a server on SQLite runs MLflow's span filter for seconds per page.
+    """
+    native = native_filter(base, spans=False)
     scope = native_parts(base, spans=False)
-    asked = sorted(q for q in questions if q not in pushed)
-    with ThreadPoolExecutor(max_workers=min(1 + len(asked), 8), thread_name_prefix="mltrack-insights") as pool:
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=min(1 + len(questions), 8), thread_name_prefix="mltrack-insights")
+    sets: dict[str, set[str]] = {}
+    try:
+        started = time.monotonic()
         views_read = pool.submit(_infos, reader, experiment_ids, native)
-        answers = {q: pool.submit(_ids_or_none, reader, experiment_ids, " AND ".join(scope + [q])) for q in asked}
-        views, narrowed = views_read.result()
-        sets = {q: found for q, future in answers.items() if (found := future.result()) is not None}
-    for question in questions & pushed:
-        if narrowed:
-            sets[question] = {v.trace_id for v in views}
-        elif (found := _ids_or_none(reader, experiment_ids, question)) is not None:
-            sets[question] = found
+        answers = {q: pool.submit(_ids_or_none, reader, experiment_ids, " AND ".join(scope + [q]), stop)
+                   for q in sorted(questions)}
+        views = views_read.result()
+        deadline = time.monotonic() + max(QUESTION_GRACE, time.monotonic() - started)
+        for question, answer in answers.items():
+            try:
+                found = answer.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                continue
+            if found is not None:
+                sets[question] = found
+    finally:
+        stop.set()  # questions still running stop after their current page
+        pool.shutdown(wait=False, cancel_futures=True)
     return views, sets
 
 

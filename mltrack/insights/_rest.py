@@ -7,6 +7,7 @@ answer depends on them (see ``_partial``), in large batches from a few threads a
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
@@ -32,6 +33,10 @@ def rest_store(client: Any) -> Any | None:
     return store if type(store) is RestStore else None  # Databricks' subclass speaks another API
 
 
+class Stopped(Exception):
+    """A read was given up before its last page (its answer would be incomplete)."""
+
+
 class Reader:
     """Calls to one server with the store's credentials (auth, TLS settings and retries as MLflow's own client)."""
 
@@ -44,8 +49,10 @@ class Reader:
         response = http_request(self._creds(), endpoint, method, **kwargs)
         return verify_rest_response(response, endpoint).json()
 
-    def infos(self, experiment_ids: list[str], filter_string: str | None) -> Iterator[dict]:
-        """The JSON trace infos of the experiments' traces matching ``filter_string``, page by page."""
+    def infos(self, experiment_ids: list[str], filter_string: str | None,
+              stop: threading.Event | None = None) -> Iterator[dict]:
+        """The JSON trace infos of the experiments' traces matching ``filter_string``, page by page (``Stopped``
+        when ``stop`` is set before the last page)."""
         body: dict[str, Any] = {"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment":
                                                {"experiment_id": e}} for e in experiment_ids], "max_results": PAGE}
         if filter_string:
@@ -57,10 +64,13 @@ class Reader:
             if not token:
                 return
             body["page_token"] = token
+            if stop is not None and stop.is_set():
+                raise Stopped(filter_string)
 
-    def trace_ids(self, experiment_ids: list[str], filter_string: str) -> set[str]:
+    def trace_ids(self, experiment_ids: list[str], filter_string: str,
+                  stop: threading.Event | None = None) -> set[str]:
         """The ids of the traces matching ``filter_string``."""
-        return {info["trace_id"] for info in self.infos(experiment_ids, filter_string)}
+        return {info["trace_id"] for info in self.infos(experiment_ids, filter_string, stop)}
 
     def traces(self, trace_ids: list[str]) -> Iterator[dict]:
         """The JSON traces (info and spans) of the given ids, fetched in batches from several threads at once."""
