@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -335,6 +336,7 @@ def main() -> int:
     parser.add_argument("--grace", type=float, help="seconds span questions are waited for after the trace infos "
                                                     "(default: mltrack's QUESTION_GRACE)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's SIGTERM still stops the servers started
     if args.grace is not None:
         from mltrack.insights import _remote
 
