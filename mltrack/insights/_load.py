@@ -46,8 +46,9 @@ def refused_filter(exc: Exception) -> bool:
 def _load(client: Any, experiment_ids: list[str], native: str | None, parts: set[str]) -> list[TraceView]:
     from mltrack.insights import _remote, _rest
 
-    if _rest.rest_store(client) is not None:
-        reader = _rest.Reader(_rest.rest_store(client))
+    server = _rest.rest_store(client)
+    if server is not None:
+        reader = _rest.Reader(server)
         views = [_rest.view_of_info(i) for i in reader.infos(experiment_ids, native)]
         if "spans" in parts:
             _remote.fill_spans(reader, client.tracking_uri, views)

@@ -4,18 +4,19 @@ Only top-level ``AND`` clauses are considered (MLflow joins its clauses with AND
 ``count``), and of those only the ones whose MLflow meaning equals ours: trace status, times and name, tags,
 and at most one span clause on span name/type/status (MLflow makes all span clauses of one search hold on the
 *same* span, ours each on any span); a ``count(...)`` that needs at least one matching span is pushed as "some
-span matches all its clauses", which is exactly what MLflow's same-span rule asks. The store narrows the candidates with it; the whole filter is still
-evaluated on every candidate, so the pushed part only has to keep every trace that matches.
+span matches all its clauses", which is exactly what MLflow's same-span rule asks. The store narrows the
+candidates with it; the whole filter is still evaluated on every candidate, so the pushed part only has to keep
+every trace that matches.
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
-
 from typing import Sequence
 
 from mltrack.insights._ast import And, Compare, Count, Node
+from mltrack.insights._evaluate import _ORDER
 
 _SAFE_TEXT = re.compile(r"^[^'\"\\]*$")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -83,8 +84,7 @@ def span_exists(clauses: Sequence[Compare]) -> str | None:
 
 def count_needs_a_span(node: Count) -> bool:
     """Whether ``count(...) op n`` can only hold when at least one span matches (it is false at a count of 0)."""
-    return not {"<": 0 < node.n, "<=": 0 <= node.n, "=": node.n == 0, "!=": node.n != 0, ">": 0 > node.n,
-                ">=": 0 >= node.n}[node.op]
+    return not _ORDER[node.op](0, node.n)
 
 
 def native_parts(node: Node | None, spans: bool = True) -> list[str]:
