@@ -185,3 +185,59 @@ def test_span_questions_given_up_are_answered_from_spans(built, monkeypatch):
         assert {t.info.tags["mlflow.traceName"] for t in found} == EXPECTED[filter_string], filter_string
     r = mltrack.calculate_trace_filter_correlation("span.type = 'TOOL'", "trace.status = 'ERROR'")
     assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (2, 2, 1, 6)
+
+
+def test_a_server_without_the_v3_trace_search_is_read_through_mlflows_client(built, monkeypatch):
+    """An MLflow server older than the v3 trace API answers 404 to mltrack's JSON reader: the filters still work,
+    through MLflow's own client (which falls back to the older search). A real proxy in front of the server plays
+    the old server by refusing that one endpoint."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import mlflow
+    import requests
+
+    from mltrack import config
+
+    store, _ = built
+    refused: list[str] = []
+
+    class OldServer(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.startswith("/api/3.0/mlflow/traces/search"):
+                refused.append(self.path)
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            reply = requests.request(self.command, store.uri + self.path, data=body or None,
+                                     headers={"Content-Type": self.headers.get("Content-Type", "application/json")})
+            self.send_response(reply.status_code)
+            self.send_header("Content-Type", reply.headers.get("Content-Type", "application/json"))
+            self.send_header("Content-Length", str(len(reply.content)))
+            self.end_headers()
+            self.wfile.write(reply.content)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _forward
+
+        def log_message(self, *args) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), OldServer)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{proxy.server_address[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        config.reset()
+        for filter_string in ("count(span.type = 'LLM') > 3", "feedback.rating < 3", "trace.total_cost = 0.006"):
+            found = mltrack.search_traces(filter_string)
+            assert {t.info.tags["mlflow.traceName"] for t in found} == EXPECTED[filter_string], filter_string
+        r = mltrack.calculate_trace_filter_correlation("count(span.type = 'LLM') > 2", "trace.status = 'ERROR'")
+        assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == (2, 2, 1, 6)
+        assert refused  # mltrack's reader asked first, and was refused
+    finally:
+        proxy.shutdown()
+        mlflow.set_tracking_uri(store.uri)
+        config.reset()

@@ -82,12 +82,16 @@ def search_traces(filter_string: str | None = None, experiment: str | None = Non
     _sort_key(order_by)  # a bad order_by fails before any reading
     client, exp_ids = client_and_experiments(experiment, experiment_ids)
     if _rest.rest_store(client) is not None:
-        views, answers = _remote.evaluate(client, exp_ids, [node] if node is not None else [], None)
-        if node is not None:
-            views = [v for v, keep in zip(views, answers[0]) if keep]
-        chosen = _sorted(views, order_by)[:max_results]
-        traces = _remote.full_traces(client, chosen)
-        return [traces[v.trace_id] for v in chosen if v.trace_id in traces]
+        try:
+            views, answers = _remote.evaluate(client, exp_ids, [node] if node is not None else [], None)
+        except _rest.NotServed:
+            pass  # an MLflow server older than its v3 trace API: read through MLflow's client below
+        else:
+            if node is not None:
+                views = [v for v, keep in zip(views, answers[0]) if keep]
+            chosen = _sorted(views, order_by)[:max_results]
+            traces = _remote.full_traces(client, chosen)
+            return [traces[v.trace_id] for v in chosen if v.trace_id in traces]
     if _load.sql_store(client) is not None:
         parts = needs(node) if node is not None else set()
         views = _load.load_views(client, exp_ids, native_filter(node, spans=False), parts)
@@ -110,7 +114,10 @@ def evaluate_many(nodes: list[Node], base: Node | None, experiment: str | None,
     """The traces (those matching ``base``) and, per node, whether each matches: one read, one pass per node."""
     client, exp_ids = client_and_experiments(experiment, experiment_ids)
     if _rest.rest_store(client) is not None:
-        return _remote.evaluate(client, exp_ids, nodes, base)
+        try:
+            return _remote.evaluate(client, exp_ids, nodes, base)
+        except _rest.NotServed:
+            pass  # an MLflow server older than its v3 trace API: read through MLflow's client below
     parts: set[str] = set()
     for node in nodes + ([base] if base is not None else []):
         parts |= needs(node)

@@ -49,10 +49,13 @@ def _load(client: Any, experiment_ids: list[str], native: str | None, parts: set
     server = _rest.rest_store(client)
     if server is not None:
         reader = _rest.Reader(server)
-        views = [_rest.view_of_info(i) for i in reader.infos(experiment_ids, native)]
-        if "spans" in parts:
-            _remote.fill_spans(reader, client.tracking_uri, views)
-        return views
+        try:
+            views = [_rest.view_of_info(i) for i in reader.infos(experiment_ids, native)]
+            if "spans" in parts:
+                _remote.fill_spans(reader, client.tracking_uri, views)
+            return views
+        except _rest.NotServed:
+            pass  # an MLflow server older than its v3 trace API: MLflow's client below knows its older APIs
     store = sql_store(client)
     if store is not None:
         try:

@@ -37,6 +37,11 @@ class Stopped(Exception):
     """A read was given up before its last page (its answer would be incomplete)."""
 
 
+class NotServed(Exception):
+    """The server lacks an endpoint this reader needs (an MLflow older than its v3 trace API): read through
+    MLflow's own client instead, which knows the older APIs."""
+
+
 class Reader:
     """Calls to one server with the store's credentials (auth, TLS settings and retries as MLflow's own client)."""
 
@@ -47,6 +52,8 @@ class Reader:
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
         response = http_request(self._creds(), endpoint, method, **kwargs)
+        if response.status_code in (404, 405) or '"ENDPOINT_NOT_FOUND"' in response.text[:200]:
+            raise NotServed(f"{method} {endpoint}: HTTP {response.status_code}")
         return verify_rest_response(response, endpoint).json()
 
     def infos(self, experiment_ids: list[str], filter_string: str | None,
