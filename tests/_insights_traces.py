@@ -45,6 +45,17 @@ SPECS = [
 ]
 
 
+# (filter 1, filter 2, base filter) -> (filter 1, filter 2, joint, total) counts over SPECS: filters MLflow refuses
+ONLY_MLTRACK_COUNTS = {
+    ("count(span.type = 'LLM') > 2", "trace.status = 'ERROR'", None): (2, 2, 1, 6),
+    ("trace.execution_time_ms > 5000 OR trace.status = 'ERROR'", "tags.env = 'prod'", None): (2, 3, 1, 6),
+    ("trace.total_cost > 0.005", "feedback.rating < 3", None): (3, 2, 2, 6),
+    ("span.attributes.mlflow.llm.model = 'gpt-4o'", "NOT trace.status = 'OK'", None): (2, 2, 1, 6),
+    ("tags.retries > 0", "trace.status = 'ERROR'", None): (2, 2, 2, 6),
+    ("count(span.type = 'LLM') >= 1", "trace.total_tokens > 100", "tags.env IN ('prod', 'dev')"): (4, 3, 3, 5),
+}
+
+
 def build(tracking_uri: str, specs: list[Spec] = SPECS, experiment_id: str = "0") -> dict[str, str]:
     """Write the traces; returns trace id -> trace name."""
     import mlflow

@@ -8,7 +8,7 @@ import math
 import pytest
 
 import mltrack
-from _insights_traces import build
+from _insights_traces import ONLY_MLTRACK_COUNTS, build
 
 # filters MLflow's own search accepts and means the same way (one span clause at most, no span.attributes)
 BOTH_ACCEPT = [
@@ -50,16 +50,7 @@ def test_equal_to_mlflows_own_where_both_accept(store):
 
 def test_exact_counts_on_filters_only_mltrack_accepts(store):
     build(store.uri)
-    cases = {
-        # (filter1, filter2, base): (count1, count2, joint, total)
-        ("count(span.type = 'LLM') > 2", "trace.status = 'ERROR'", None): (2, 2, 1, 6),
-        ("trace.execution_time_ms > 5000 OR trace.status = 'ERROR'", "tags.env = 'prod'", None): (2, 3, 1, 6),
-        ("trace.total_cost > 0.005", "feedback.rating < 3", None): (3, 2, 2, 6),
-        ("span.attributes.mlflow.llm.model = 'gpt-4o'", "NOT trace.status = 'OK'", None): (2, 2, 1, 6),
-        ("tags.retries > 0", "trace.status = 'ERROR'", None): (2, 2, 2, 6),
-        ("count(span.type = 'LLM') >= 1", "trace.total_tokens > 100", "tags.env IN ('prod', 'dev')"): (4, 3, 3, 5),
-    }
-    for (first, second, base), counts in cases.items():
+    for (first, second, base), counts in ONLY_MLTRACK_COUNTS.items():
         r = mltrack.calculate_trace_filter_correlation(first, second, base_filter=base)
         assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == counts, first
     # "do retries go with errors": every retried trace failed and every failure was retried

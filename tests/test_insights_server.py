@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from _insights_traces import build
+from _insights_traces import ONLY_MLTRACK_COUNTS, build
 
 import mltrack
 
@@ -68,13 +68,7 @@ def test_correlation_on_the_server_equals_mlflows(built):
         assert (ours.filter_string1_count, ours.filter_string2_count, ours.joint_count, ours.total_count) == \
             (theirs.filter1_count, theirs.filter2_count, theirs.joint_count, theirs.total_count), (first, second)
         assert _same(ours.npmi, theirs.npmi) and _same(ours.npmi_smoothed, theirs.npmi_smoothed), (first, second)
-    only_ours = {
-        ("count(span.type = 'LLM') > 2", "trace.status = 'ERROR'", None): (2, 2, 1, 6),
-        ("trace.execution_time_ms > 5000 OR trace.status = 'ERROR'", "tags.env = 'prod'", None): (2, 3, 1, 6),
-        ("trace.total_cost > 0.005", "feedback.rating < 3", None): (3, 2, 2, 6),
-        ("count(span.type = 'LLM') >= 1", "trace.total_tokens > 100", "tags.env IN ('prod', 'dev')"): (4, 3, 3, 5),
-    }
-    for (first, second, base), counts in only_ours.items():
+    for (first, second, base), counts in ONLY_MLTRACK_COUNTS.items():
         r = mltrack.calculate_trace_filter_correlation(first, second, base_filter=base)
         assert (r.filter_string1_count, r.filter_string2_count, r.joint_count, r.total_count) == counts, first
     r = mltrack.calculate_trace_filter_correlation("tags.retries > 0", "trace.status = 'ERROR'")

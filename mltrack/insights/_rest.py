@@ -18,8 +18,7 @@ BATCH = 100  # traces per batchGet call (bench_insights.py --tune: 10 per call 1
 THREADS = 4  # batchGet calls in flight (--tune: 1 at a time 16.4 s; the server's default is 4 workers)
 _SEARCH = "/api/3.0/mlflow/traces/search"
 _BATCH_GET = "/api/3.0/mlflow/traces/batchGet"
-_STATUS = {"STATUS_CODE_OK": "OK", "STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_UNSET": "UNSET", 1: "OK", 2: "ERROR",
-           0: "UNSET"}  # the enum by name, or by number from a server that spells enums so
+_STATUS = {"STATUS_CODE_OK": "OK", "STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_UNSET": "UNSET"}
 
 
 def rest_store(client: Any) -> Any | None:
@@ -88,9 +87,6 @@ class Reader:
         def fetch(ids: list[str]) -> list[dict]:
             return self._call(_BATCH_GET, "GET", params={"trace_ids": ids}).get("traces", [])
 
-        if len(batches) == 1:
-            yield from fetch(batches[0])
-            return
         with ThreadPoolExecutor(max_workers=min(THREADS, len(batches)), thread_name_prefix="mltrack-insights") as pool:
             for found in pool.map(fetch, batches):
                 yield from found
